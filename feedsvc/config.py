@@ -1,0 +1,213 @@
+"""Settings: `feedsvc.toml` plus `FEEDSVC_<KEY>` environment overrides, validated once.
+
+Everything else receives a frozen `Settings`; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from feedsvc.errors import ConfigError
+from feedsvc.model import is_valid_name
+
+CONFIG_FILE = "feedsvc.toml"
+ENV_PREFIX = "FEEDSVC_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The site's configuration; see SPEC §Configuration for each key."""
+
+    title: str = "feedsvc"
+    description: str = "Latest items"
+    base_url: str = "http://127.0.0.1:8000"
+    author: str = "feedsvc"
+    language: str = "en"
+    timezone: str = "UTC"
+    items_dir: Path = Path("items")
+    feed_size: int = 50
+    weekly_size: int = 12
+    weekly_title: str = "{site} weekly roundup: {start} to {end}"
+    weekly_publish: Literal["end", "rolling"] = "end"
+    weekly_full_content: bool = True
+    weekly_footer: str = ""
+    week_starts_on: Literal["monday", "sunday"] = "monday"
+    categories: tuple[tuple[str, str], ...] = ()
+    cache_max_age: int = 300
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        object.__setattr__(self, "zone", ZoneInfo(self.timezone))
+
+    @property
+    def domain(self) -> str:
+        """The host of `base_url`: the tagging authority of default item ids."""
+        return urlsplit(self.base_url).hostname or "localhost"
+
+    def category_name(self, slug: str) -> str:
+        """The display name configured for a category, else one made from its slug."""
+        for known, name in self.categories:
+            if known == slug:
+                return name
+        return slug.replace("-", " ").capitalize()
+
+    def category_rank(self, slug: str) -> tuple[int, str]:
+        """Sort key: configured categories in their order, then the rest by name."""
+        for position, (known, _name) in enumerate(self.categories):
+            if known == slug:
+                return (position, slug)
+        return (len(self.categories), slug)
+
+
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, not {value!r}")
+    return value
+
+
+def _positive_int(key: str, value: object) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key} must be a whole number, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a whole number of at least 1, not {value!r}")
+    return value
+
+
+def _non_negative_int(key: str, value: object) -> int:
+    if value in (0, "0"):
+        return 0
+    return _positive_int(key, value)
+
+
+def _boolean(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}")
+
+
+def _choice(*allowed: str) -> Callable[[str, object], str]:
+    def check(key: str, value: object) -> str:
+        if isinstance(value, str) and value.strip().lower() in allowed:
+            return value.strip().lower()
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+
+    return check
+
+
+def _base_url(key: str, value: object) -> str:
+    text = _text(key, value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"{key} must be an absolute http(s) URL, not {value!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key} must not have a query or fragment: {value!r}")
+    return text
+
+
+def _timezone(key: str, value: object) -> str:
+    name = _text(key, value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        message = f"{key} must be an IANA time zone such as Europe/Paris, not {value!r}"
+        raise ConfigError(message) from None
+    return name
+
+
+def _weekly_title(key: str, value: object) -> str:
+    template = _text(key, value)
+    try:
+        template.format(site="", start="", end="", week="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(
+            f"{key} may use only {{site}}, {{start}}, {{end}} and {{week}}: {error}"
+        ) from None
+    return template
+
+
+def _categories(key: str, value: object) -> tuple[tuple[str, str], ...]:
+    """A TOML table `slug = "Display name"`, or in the environment `slug=Name,slug2`."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            slug, _, name = part.partition("=")
+            pairs.append((slug.strip(), name.strip() or slug.strip()))
+    elif isinstance(value, Mapping):
+        pairs = [(str(slug), _text(f"{key}.{slug}", name)) for slug, name in value.items()]
+    else:
+        raise ConfigError(f'{key} must be a table of slug = "Display name", not {value!r}')
+    for slug, _name in pairs:
+        if not is_valid_name(slug):
+            raise ConfigError(f"{key}: {slug!r} is not a category name (lowercase a-z, 0-9, -)")
+    return tuple(pairs)
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "title": _text,
+    "description": _text,
+    "base_url": _base_url,
+    "author": _text,
+    "language": _text,
+    "timezone": _timezone,
+    "items_dir": lambda key, value: Path(_text(key, value)),
+    "feed_size": _positive_int,
+    "weekly_size": _positive_int,
+    "weekly_title": _weekly_title,
+    "weekly_publish": _choice("end", "rolling"),
+    "weekly_full_content": _boolean,
+    "weekly_footer": _text,
+    "week_starts_on": _choice("monday", "sunday"),
+    "categories": _categories,
+    "cache_max_age": _non_negative_int,
+}
+assert set(_CHECKS) == {f.name for f in fields(Settings) if f.init}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read the configuration file and the environment; raise ConfigError naming a bad key.
+
+    A relative `items_dir` from the file is taken relative to the file; one from the
+    environment relative to the working directory.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    named = environ.get(ENV_PREFIX + "CONFIG")
+    path = cwd / (named or CONFIG_FILE)
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    elif named:
+        raise ConfigError(f"FEEDSVC_CONFIG names {path}, which does not exist")
+    unknown = sorted(set(raw) - set(_CHECKS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(_CHECKS)}")
+
+    values = {key: _CHECKS[key](key, value) for key, value in raw.items()}
+    if "items_dir" in values:
+        values["items_dir"] = path.parent / values["items_dir"]
+    for key, check in _CHECKS.items():
+        env_value = environ.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = check(ENV_PREFIX + key.upper(), env_value)
+            if key == "items_dir":
+                values[key] = cwd / values[key]
+    values.setdefault("items_dir", cwd / "items")
+    return Settings(**values)

@@ -1,0 +1,404 @@
+"""One item file's bytes to an `Item` and its problems (SPEC §Items, §Bad input).
+
+Only the front matter is read here; the body is rendered later, and only for items
+that are shown (`render_body`). Pure: no file system, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any, ClassVar, Literal, NoReturn
+from zoneinfo import ZoneInfo
+
+import yaml
+from dateutil import parser as dateparser
+from markdown_it import MarkdownIt
+
+from feedsvc import sanitize
+from feedsvc.config import Settings
+from feedsvc.model import (
+    RESERVED_NAMES,
+    Content,
+    Intro,
+    Item,
+    ParsedFile,
+    Problem,
+    Source,
+    is_valid_name,
+)
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_TITLE_LENGTH = 300
+FIELDS = frozenset(
+    {"title", "date", "updated", "author", "tags", "summary", "link", "id", "draft", "image"}
+)
+ITEM_NAME = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)\.(?P<ext>md|html)\Z")
+INTRO_NAME = re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})\.md\Z")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
+
+_markdown = MarkdownIt("commonmark").enable("table")
+
+# The C loader (when PyYAML was built with libyaml) is several times faster on large trees.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FrontMatterLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loading, but dates stay text: they are read by one rule, in `_parse_when`."""
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def ignored(name: str) -> bool:
+    """Editor and upload leftovers that are skipped without a word (SPEC §Items)."""
+    return name.startswith((".", "_")) or name.endswith(("~", ".swp", ".tmp", ".part"))
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class _Reject(Exception):
+    """Unwinds the parser for a problem that stops the file; caught once in `parse_item`."""
+
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _reject(line: int | None, message: str) -> NoReturn:
+    raise _Reject(line, message)
+
+
+@dataclass(slots=True)
+class _Split:
+    front: str | None  # the YAML text, without the --- lines
+    body: str
+    body_line: int  # the body's first line number in the file
+
+
+def _decode(data: bytes) -> tuple[str, list[tuple[int | None, str]]]:
+    """Bytes to text with LF line ends and no XML-forbidden characters, plus warnings."""
+    warnings: list[tuple[int | None, str]] = []
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\x00" in data:
+        _reject(
+            data[: data.index(b"\x00")].count(b"\n") + 1, "binary file (NUL bytes); not an item"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        _reject(line, f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if sanitize.has_forbidden(text):
+        first = next(
+            i for i, line in enumerate(text.split("\n"), 1) if sanitize.has_forbidden(line)
+        )
+        warnings.append((first, "removed characters that XML cannot carry (control characters)"))
+        text = sanitize.remove_forbidden(text)
+    return text, warnings
+
+
+def _split(text: str, *, required: bool) -> _Split:
+    """Separate the front matter (between a first line `---` and the next `---`) from the body."""
+    if not text.strip():
+        _reject(None, "empty file")
+    lines = text.split("\n")
+    if lines[0].rstrip() != "---":
+        if required:
+            _reject(
+                1, "no front matter: start the file with a '---' line, a 'title:' line, and '---'"
+            )
+        return _Split(None, text, 1)
+    for number, line in enumerate(lines[1:], start=2):
+        if line.rstrip() == "---":
+            return _Split("\n".join(lines[1 : number - 1]), "\n".join(lines[number:]), number + 1)
+    _reject(1, "front matter is never closed: add a '---' line after the last field")
+
+
+def _load_yaml(front: str) -> dict[str, Any]:
+    try:
+        value = yaml.load(front, Loader=_FrontMatterLoader)
+    except yaml.constructor.ConstructorError as error:
+        line = error.problem_mark.line + 2 if error.problem_mark else None
+        _reject(line, f"front matter: YAML tag not allowed ({error.problem})")
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        _reject(mark.line + 2 if mark else None, f"front matter is not valid YAML: {problem}")
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        _reject(2, f"front matter must be 'field: value' lines, not a {type(value).__name__}")
+    _refuse_aliases(value)
+    return value
+
+
+def _refuse_aliases(value: Any) -> None:
+    """YAML aliases build shared graphs that expand without end when walked; refuse any."""
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                _reject(None, "front matter uses YAML aliases (*name); write the values out")
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
+
+
+def _parse_when(text: str, zone: ZoneInfo, day: date) -> datetime:
+    """A date in any form python-dateutil reads; no timezone means the site's."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = _parse_loose(text, day)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return when
+
+
+def _parse_loose(text: str, day: date) -> datetime:
+    """Read a non-ISO date every way dateutil can; refuse one that reads two ways."""
+    readings = set()
+    for dayfirst, yearfirst in ((False, False), (True, False), (False, True)):
+        try:
+            default = datetime.combine(day, time())
+            readings.add(
+                dateparser.parse(text, default=default, dayfirst=dayfirst, yearfirst=yearfirst)
+            )
+        except (ValueError, OverflowError):
+            continue
+    if not readings:
+        raise ValueError(f'"{text}" is not a date; write it like {day.isoformat()} 09:30')
+    if len(readings) > 1:
+        raise ValueError(f'"{text}" is ambiguous; write {min(readings).date().isoformat()}')
+    return readings.pop()
+
+
+class _Fields:
+    """Typed access to front-matter values, with line numbers for messages."""
+
+    def __init__(self, values: dict[str, Any], front: str) -> None:
+        self.values = values
+        self.front_lines = front.split("\n")
+        self.warnings: list[tuple[int | None, str]] = []
+
+    def line(self, key: str) -> int | None:
+        pattern = re.compile(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:")
+        for number, text in enumerate(self.front_lines, start=2):
+            if pattern.match(text):
+                return number
+        return None
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value = self.values.get(key)
+        if value is None:
+            if required:
+                _reject(None, f"missing '{key}:' in the front matter")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            _reject(self.line(key), f"'{key}' must be text, not a {type(value).__name__}")
+        return str(value)
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append((self.line(key), message))
+
+
+def _item_fields(
+    fields: _Fields, settings: Settings, category: str, slug: str, day: date
+) -> dict[str, Any]:
+    for key in sorted(set(fields.values) - FIELDS, key=str):
+        fields.warn(str(key), f"unknown field '{key}' is ignored")
+
+    title = sanitize.plain_text(fields.text("title", required=True) or "")
+    if not title:
+        _reject(fields.line("title"), "'title' is empty")
+    if len(title) > MAX_TITLE_LENGTH:
+        fields.warn("title", f"title is {len(title)} characters; cut to {MAX_TITLE_LENGTH}")
+        title = sanitize.shorten(title, MAX_TITLE_LENGTH)
+
+    def when(key: str, default: datetime) -> datetime:
+        text = fields.text(key)
+        if text is None:
+            return default
+        try:
+            return _parse_when(text.strip(), settings.zone, day)
+        except ValueError as error:
+            _reject(fields.line(key), f"'{key}': {error}")
+
+    published = when("date", datetime.combine(day, time(), tzinfo=settings.zone))
+    updated = when("updated", published)
+    if updated < published:
+        fields.warn("updated", "'updated' is before 'date'; using 'date'")
+        updated = published
+
+    page_url = f"{settings.base_url}/items/{category}/{slug}"
+
+    def url(key: str) -> str | None:
+        text = fields.text(key)
+        if text is None:
+            return None
+        safe = sanitize.safe_url(text, page_url)
+        if safe is None:
+            fields.warn(key, f"'{key}' is not an http(s) URL; ignored")
+        return safe
+
+    item_id = fields.text("id")
+    if item_id is not None:
+        item_id = sanitize.remove_forbidden(item_id).strip()
+        if not _URI.match(item_id):
+            _reject(
+                fields.line("id"),
+                f"'id' must be a URI such as tag:example.com,2020:x, not {item_id!r}",
+            )
+    draft = fields.values.get("draft", False)
+    if not isinstance(draft, bool):
+        _reject(fields.line("draft"), "'draft' must be true or false")
+
+    summary = fields.text("summary")
+    return {
+        "title": title,
+        "published": published,
+        "updated": updated,
+        "author": sanitize.plain_text(fields.text("author") or "") or settings.author,
+        "tags": _tags(fields),
+        "summary": sanitize.plain_text(summary) if summary else None,
+        "link": url("link"),
+        "id": item_id or f"tag:{settings.domain},{day.isoformat()}:{category}/{slug}",
+        "image": url("image"),
+        "draft": draft,
+    }
+
+
+def _tags(fields: _Fields) -> tuple[str, ...]:
+    value = fields.values.get("tags")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
+        _reject(fields.line("tags"), "'tags' must be a list of words, like [retail, china]")
+    tags = (sanitize.plain_text(str(tag)) for tag in value)
+    return tuple(dict.fromkeys(tag for tag in tags if tag))
+
+
+def _guard(path: str, parse: Callable[[list[Problem]], ParsedFile]) -> ParsedFile:
+    """Run a parser, turning the `_Reject` that stops a file into its error `Problem`."""
+    problems: list[Problem] = []
+    try:
+        return parse(problems)
+    except _Reject as reject:
+        problems.append(Problem(path, reject.line, "error", reject.message))
+        return ParsedFile(None, tuple(problems))
+
+
+def _path_parts(path: str) -> tuple[str, str, date, Literal["markdown", "html"]]:
+    parts = path.split("/")
+    if len(parts) != 2:
+        _reject(None, "item files go directly in a category folder: items/<category>/<file>")
+    category, name = parts
+    if category in RESERVED_NAMES or not is_valid_name(category):
+        _reject(None, f"'{category}' cannot be a category: use lowercase a-z, 0-9 and '-'"
+                " (not 'all' or 'weekly')")  # fmt: skip
+    match = ITEM_NAME.match(name)
+    if not match:
+        _reject(None, "file name must be YYYY-MM-DD-<slug>.md or .html")
+    if not is_valid_name(match["slug"]):
+        _reject(None, f"slug '{match['slug']}' must be lowercase a-z, 0-9 and '-'")
+    try:
+        day = date.fromisoformat(match["date"])
+    except ValueError:
+        _reject(None, f"'{match['date']}' in the file name is not a real date")
+    return category, match["slug"], day, "markdown" if match["ext"] == "md" else "html"
+
+
+def parse_item(path: str, data: bytes, settings: Settings, mtime_ns: int = 0) -> ParsedFile:
+    """Read one item file (`path` relative to the items folder, with '/')."""
+
+    def parse(problems: list[Problem]) -> ParsedFile:
+        category, slug, day, markup = _path_parts(path)
+        if len(data) > MAX_FILE_BYTES:
+            _reject(None, f"file is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+        text, warnings = _decode(data)
+        split = _split(text, required=True)
+        fields = _Fields(_load_yaml(split.front or ""), split.front or "")
+        values = _item_fields(fields, settings, category, slug, day)
+        if not split.body.strip():
+            warnings.append((split.body_line, "the body is empty; the feeds show the title only"))
+        problems.extend(
+            Problem(path, line, "warning", message) for line, message in warnings + fields.warnings
+        )
+        source = Source(path, len(data), mtime_ns, digest(data), markup)
+        item = Item(category=category, slug=slug, file_date=day, source=source, **values)
+        return ParsedFile(item, tuple(problems))
+
+    return _guard(path, parse)
+
+
+def parse_intro(path: str, data: bytes, mtime_ns: int = 0) -> tuple[Intro | None, list[Problem]]:
+    """Read a weekly introduction, `_weekly/<YYYY>-W<ww>.md`: optional title, Markdown body."""
+    intro: Intro | None = None
+
+    def parse(problems: list[Problem]) -> ParsedFile:
+        nonlocal intro
+        match = INTRO_NAME.match(path.rsplit("/", 1)[-1])
+        if not match or not _is_iso_week(int(match["year"]), int(match["week"])):
+            _reject(None, "a weekly introduction is named _weekly/YYYY-Www.md, e.g. 2020-W40.md")
+        text, warnings = _decode(data)
+        split = _split(text, required=False)
+        fields = _Fields(
+            _load_yaml(split.front) if split.front is not None else {}, split.front or ""
+        )
+        for key in sorted(set(fields.values) - {"title"}, key=str):
+            fields.warn(str(key), f"unknown field '{key}' is ignored (only 'title' is read)")
+        title = fields.text("title")
+        problems.extend(
+            Problem(path, line, "warning", m) for line, m in warnings + fields.warnings
+        )
+        week = f"{match['year']}-W{match['week']}"
+        source = Source(path, len(data), mtime_ns, digest(data), "markdown")
+        intro = Intro(week, sanitize.plain_text(title) if title else None, source)
+        return ParsedFile(None, tuple(problems))
+
+    parsed = _guard(path, parse)
+    return intro, list(parsed.problems)
+
+
+def _is_iso_week(year: int, week: int) -> bool:
+    try:
+        date.fromisocalendar(year, week, 1)
+    except ValueError:
+        return False
+    return True
+
+
+def body_of(data: bytes) -> str:
+    """The body text of a file's bytes (front matter removed), as `parse_item` saw it."""
+    try:
+        text, _ = _decode(data)
+        split = _split(text, required=False)
+    except _Reject:
+        return ""
+    return split.body
+
+
+def render_markup(body: str, markup: Literal["markdown", "html"], base: str) -> str:
+    """Markdown (CommonMark with tables) or HTML to sanitised HTML with absolute URLs."""
+    html = _markdown.render(body) if markup == "markdown" else body
+    return sanitize.clean_html(html, base)
+
+
+def render_body(item: Item, data: bytes, base_url: str) -> Content:
+    """The expensive part, done only for items that are shown: Markdown, bleach, summary."""
+    html = render_markup(body_of(data), item.source.markup, base_url + item.path)
+    return Content(html, item.summary or sanitize.summarise(html))

@@ -1,0 +1,178 @@
+"""The product's values: items, problems, weeks, feed keys and the snapshot that holds them.
+
+Everything here is immutable and imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+Format = Literal["rss", "atom", "json"]
+FORMATS: tuple[Format, ...] = ("rss", "atom", "json")
+
+_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+#: Names under items/ that can never be categories (they are feed names or private folders).
+RESERVED_NAMES = frozenset({"all", "weekly"})
+
+
+def is_valid_name(name: str) -> bool:
+    """Category and slug rule of SPEC §Items: lowercase letters, digits and inner hyphens."""
+    return bool(_NAME.match(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one file, for the log and `feedsvc check`."""
+
+    path: str
+    line: int | None
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The version of a file an item was read from: enough to find and verify its body later."""
+
+    path: str  # relative to items_dir, with forward slashes
+    size: int
+    mtime_ns: int
+    digest: str  # of the whole file's bytes
+    markup: Literal["markdown", "html"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A published (or scheduled, or draft) item: the front matter, resolved and checked.
+
+    The body is not held here; it is rendered lazily from `source` (DESIGN §Cost model).
+    """
+
+    category: str
+    slug: str
+    file_date: date
+    title: str
+    published: datetime
+    updated: datetime
+    author: str
+    tags: tuple[str, ...]
+    summary: str | None  # from front matter; else derived from the body when rendered
+    link: str | None  # external canonical URL; None means the item's own page
+    id: str
+    image: str | None
+    draft: bool
+    source: Source
+    page: str = ""  # the last path segment of the item's page; set by the snapshot builder
+
+    @property
+    def path(self) -> str:
+        """The item's page, relative to `base_url`."""
+        return f"/items/{self.category}/{self.page or self.slug}"
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """An item's rendered body: sanitised HTML and its plain-text summary."""
+
+    html: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """What one item file gave: an item (or None) and every problem found on the way."""
+
+    item: Item | None
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Intro:
+    """A weekly roundup's introduction, from `items/_weekly/<YYYY>-W<ww>.md`."""
+
+    week: str
+    title: str | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """One roundup: the published items of a week, oldest first."""
+
+    name: str  # ISO style, "2020-W40"
+    start: date
+    end: date  # inclusive
+    items: tuple[Item, ...]
+    intro: Intro | None
+    complete: bool  # False while the week is still in progress (rolling publication)
+
+    @property
+    def path(self) -> str:
+        return f"/weekly/{self.name}"
+
+    @property
+    def updated(self) -> datetime:
+        return max(item.updated for item in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A category folder and its published items, newest first."""
+
+    slug: str
+    name: str
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey:
+    """Which document: a feed name (`all`, `weekly` or a category) and format, or a page."""
+
+    name: str
+    format: Format | Literal["html", "opml"]
+    page: int = 1
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Snapshot:
+    """Everything a request needs, built at once and never changed; a reload swaps it whole.
+
+    `memo` caches documents rendered from this snapshot (bytes, gzip, ETag); it only ever
+    gains entries whose values follow from the snapshot, so sharing it is safe.
+    """
+
+    now: datetime
+    items: tuple[Item, ...]  # published, newest first
+    categories: tuple[Category, ...]
+    weeks: tuple[Week, ...]  # published roundups, newest first
+    current_week: Week | None  # the week in progress, for the index page
+    problems: tuple[Problem, ...]
+    file_count: int
+    changes_at: datetime | None  # next time the published set changes without a file event
+    content_of: Callable[[Item], Content]
+    intro_of: Callable[[Intro], str]
+    pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    def category(self, slug: str) -> Category | None:
+        for category in self.categories:
+            if category.slug == slug:
+                return category
+        return None
+
+    def week(self, name: str) -> Week | None:
+        for week in self.weeks:
+            if week.name == name:
+                return week
+        if self.current_week is not None and self.current_week.name == name:
+            return self.current_week
+        return None

@@ -1,0 +1,433 @@
+"""Snapshot + feed key → the bytes of RSS 2.0, Atom 1.0, JSON Feed 1.1 and OPML 2.0.
+
+feedgen is used here and nowhere else. Output depends on the snapshot alone (never on
+the clock or the request), so the same items give the same bytes in every worker.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from xml.etree import ElementTree
+
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from feedsvc import __version__, sanitize, weekly
+from feedsvc.config import Settings
+from feedsvc.model import FeedKey, Format, Item, Snapshot, Week
+
+CONTENT_TYPES = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+    "opml": "text/x-opml; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+ATOM = "http://www.w3.org/2005/Atom"
+DC = "http://purl.org/dc/elements/1.1/"
+MEDIA = "http://search.yahoo.com/mrss/"
+XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+#: The `updated` of a feed with no items: fixed, because it must never come from the clock.
+EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A response body as served: plain and gzip bytes, strong ETags, freshness data."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+    content_type: str
+    last_modified: datetime | None
+
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip representation is different bytes, so it gets a different strong ETag."""
+        return self.etag + "-gz"
+
+
+def make_document(body: bytes, kind: str, last_modified: datetime | None) -> Document:
+    """Compress and hash once per content change (`mtime=0` keeps gzip bytes reproducible)."""
+    return Document(
+        body=body,
+        gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+        etag=hashlib.sha256(body).hexdigest()[:32],
+        content_type=CONTENT_TYPES[kind],
+        last_modified=last_modified,
+    )
+
+
+def memoised(
+    snapshot: Snapshot, key: Any, build: Callable[[], Document | None]
+) -> Document | None:
+    """The document for `key`, built at most once per snapshot (None: no such document)."""
+    try:
+        return snapshot.memo[key]  # type: ignore[no-any-return]
+    except KeyError:
+        document = snapshot.memo[key] = build()
+        return document
+
+
+# -- the neutral shape every format is written from --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    title: str
+    url: str  # the canonical link (external `link`, else the page)
+    page_url: str  # this site's page for the entry, also the base of relative URLs
+    published: datetime
+    updated: datetime
+    author: str
+    categories: tuple[tuple[str, str], ...]  # (term, label)
+    summary: str
+    html: str
+    image: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedView:
+    name: str
+    title: str
+    description: str
+    html_url: str
+    entries: tuple[Entry, ...]
+    page: int
+    last_page: int
+    feed_urls: dict[str, str] = field(default_factory=dict)  # format -> URL of this page
+
+    @property
+    def updated(self) -> datetime:
+        """From the newest entry, never from the clock; fixed for an empty feed."""
+        return max((e.updated for e in self.entries), default=EMPTY_FEED_UPDATED)
+
+
+def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:
+    query = f"?page={page}" if page > 1 else ""
+    return f"{settings.base_url}/feeds/{name}.{format}{query}"
+
+
+def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
+    content = snapshot.content_of(item)
+    page_url = settings.base_url + item.path
+    labels = [(item.category, settings.category_name(item.category))]
+    return Entry(
+        id=item.id,
+        title=item.title,
+        url=item.link or page_url,
+        page_url=page_url,
+        published=item.published,
+        updated=item.updated,
+        author=item.author,
+        categories=tuple(labels + [(tag, tag) for tag in item.tags]),
+        summary=content.summary,
+        html=content.html,
+        image=item.image,
+    )
+
+
+def week_html(snapshot: Snapshot, week: Week, settings: Settings) -> str:
+    """The roundup's body: the introduction, every story, the footer."""
+    intro = snapshot.intro_of(week.intro) if week.intro else None
+    return weekly.roundup_html(week, settings, snapshot.content_of, intro)
+
+
+def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
+    html = week_html(snapshot, week, settings)
+    url = settings.base_url + week.path
+    return Entry(
+        id=weekly.week_id(week, settings),
+        title=week_title_of(week, settings),
+        url=url,
+        page_url=url,
+        published=max(item.published for item in week.items),
+        updated=week.updated,
+        author=settings.author,
+        categories=(),
+        summary=sanitize.summarise(html),
+        html=html,
+        image=None,
+    )
+
+
+def week_title_of(week: Week, settings: Settings) -> str:
+    if week.intro is not None and week.intro.title:
+        return f"{week.intro.title}: {week.start.isoformat()} to {week.end.isoformat()}"
+    return weekly.week_title(week, settings)
+
+
+def feed_view(snapshot: Snapshot, name: str, settings: Settings, page: int = 1) -> FeedView | None:
+    """The entries and links of one page of a feed; None for an unknown feed or page."""
+    sources: tuple[Item, ...] | tuple[Week, ...]
+    if name == "all":
+        sources, size = snapshot.items, settings.feed_size
+        title, description = settings.title, settings.description
+    elif name == "weekly":
+        sources, size = snapshot.weeks, settings.weekly_size
+        title = f"{settings.title}: weekly roundup"
+        description = f"One digest a week of everything published on {settings.title}."
+    else:
+        category = snapshot.category(name)
+        if category is None:
+            return None
+        sources, size = category.items, settings.feed_size
+        title = f"{settings.title}: {category.name}"
+        description = f"{category.name}: the latest from {settings.title}."
+    last_page = max(1, math.ceil(len(sources) / size))
+    if not 1 <= page <= last_page:
+        return None
+    shown = sources[(page - 1) * size : page * size]
+    entries = tuple(
+        _week_entry(s, snapshot, settings)
+        if isinstance(s, Week)
+        else _item_entry(s, snapshot, settings)
+        for s in shown
+    )
+    return FeedView(
+        name=name,
+        title=title,
+        description=description,
+        html_url=settings.base_url + html_path(name),
+        entries=entries,
+        page=page,
+        last_page=last_page,
+    )
+
+
+# -- RSS and Atom through feedgen ---------------------------------------------------------
+
+
+class _FeedExtension(BaseExtension):  # type: ignore[misc]
+    """What feedgen cannot write: deterministic RSS dates and RFC 5005 paging links."""
+
+    def __init__(self) -> None:
+        self.updated: datetime = EMPTY_FEED_UPDATED
+        self.paging: list[tuple[str, str]] = []  # (rel, href)
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"dc": DC, "media": MEDIA}
+
+    def extend_rss(self, rss: Any) -> Any:
+        channel = rss[0]
+        # Written here rather than by feedgen, whose date helper switches the process-wide
+        # locale around strftime (a race between threads).
+        etree.SubElement(channel, "lastBuildDate").text = format_datetime(self.updated)
+        for rel, href in self.paging:
+            etree.SubElement(channel, f"{{{ATOM}}}link", rel=rel, href=href)
+        return rss
+
+    def extend_atom(self, feed: Any) -> Any:
+        for rel, href in self.paging:
+            etree.SubElement(feed, f"{{{ATOM}}}link", rel=rel, href=href)
+        return feed
+
+
+class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
+    """Per entry: RSS pubDate and dc:creator, Atom xml:base, and the lead image."""
+
+    entry: Entry
+
+    def extend_rss(self, item: Any) -> Any:
+        etree.SubElement(item, "pubDate").text = format_datetime(self.entry.published)
+        etree.SubElement(item, f"{{{DC}}}creator").text = self.entry.author
+        self._image(item)
+        return item
+
+    def extend_atom(self, element: Any) -> Any:
+        # The page's folder, not the page itself: relative references resolve the same,
+        # and the entry's alternate link is not a same-document reference.
+        element.set(XML_BASE, self.entry.page_url.rsplit("/", 1)[0] + "/")
+        self._image(element)
+        return element
+
+    def _image(self, element: Any) -> None:
+        # media:content outside a media:group is valid in both formats, where an
+        # enclosure would become a second alternate link in feedgen's Atom.
+        if self.entry.image:
+            etree.SubElement(element, f"{{{MEDIA}}}content", url=self.entry.image, medium="image")
+
+
+def _paging_links(view: FeedView, settings: Settings, format: str) -> list[tuple[str, str]]:
+    """RFC 5005 §3 links; none for a feed that fits on one page."""
+    if view.last_page == 1:
+        return []
+    links = [
+        ("first", feed_url(settings, view.name, format)),
+        ("last", feed_url(settings, view.name, format, view.last_page)),
+    ]
+    if view.page > 1:
+        links.append(("previous", feed_url(settings, view.name, format, view.page - 1)))
+    if view.page < view.last_page:
+        links.append(("next", feed_url(settings, view.name, format, view.page + 1)))
+    return links
+
+
+def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.register_extension("feedsvc", _FeedExtension, _EntryExtension)
+    fg.id(feed_url(settings, view.name, "atom"))
+    fg.title(view.title)
+    fg.subtitle(view.description)
+    fg.description(view.description)
+    fg.language(settings.language)
+    fg.author({"name": settings.author})
+    fg.generator("feedsvc", version=__version__)
+    # feedgen's RSS <link> is the href of the last link() call, so the alternate goes last.
+    fg.link(href=feed_url(settings, view.name, format, view.page), rel="self")
+    fg.link(href=view.html_url, rel="alternate", type="text/html")
+    fg.updated(view.updated)
+    fg._FeedGenerator__rss_lastBuildDate = None  # written by _FeedExtension instead
+    fg.feedsvc.updated = view.updated
+    fg.feedsvc.paging = _paging_links(view, settings, format)
+    for entry in view.entries:
+        fe = fg.add_entry(order="append")
+        fe.feedsvc.entry = entry
+        fe.id(entry.id)
+        fe.title(entry.title)
+        fe.link(href=entry.url, rel="alternate", type="text/html")
+        fe.updated(entry.updated)
+        if format == "atom":
+            fe.published(entry.published)  # feedgen's RSS pubDate is written by the extension
+        fe.author({"name": entry.author})
+        if entry.categories:
+            scheme = settings.base_url + "/categories/"
+            fe.category(
+                [
+                    {"term": term, "label": label, "scheme": scheme}
+                    for term, label in entry.categories
+                ]
+            )
+        fe.summary(entry.summary or entry.title)
+        if entry.html:
+            fe.content(entry.html, type="html")
+    return fg
+
+
+def render_rss(view: FeedView, settings: Settings) -> bytes:
+    return bytes(_generator(view, settings, "rss").rss_str(pretty=True))
+
+
+def render_atom(view: FeedView, settings: Settings) -> bytes:
+    return bytes(_generator(view, settings, "atom").atom_str(pretty=True))
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+def render_json(view: FeedView, settings: Settings) -> bytes:
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/)."""
+    feed: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": view.title,
+        "home_page_url": view.html_url,
+        "feed_url": feed_url(settings, view.name, "json", view.page),
+        "description": view.description,
+        "language": settings.language,
+        "authors": [{"name": settings.author}],
+    }
+    if view.page < view.last_page:
+        feed["next_url"] = feed_url(settings, view.name, "json", view.page + 1)
+    items = []
+    for entry in view.entries:
+        item: dict[str, Any] = {
+            "id": entry.id,
+            "url": entry.page_url,
+            "title": entry.title,
+            "content_html": entry.html,
+            "summary": entry.summary,
+            "date_published": _iso(entry.published),
+            "date_modified": _iso(entry.updated),
+            "authors": [{"name": entry.author}],
+        }
+        if entry.url != entry.page_url:
+            item["external_url"] = entry.url
+        if entry.categories:
+            item["tags"] = list(dict.fromkeys(label for _term, label in entry.categories))
+        if entry.image:
+            item["image"] = entry.image
+        items.append(item)
+    feed["items"] = items
+    text: str = json.dumps(feed, ensure_ascii=False, indent=2)
+    return text.encode("utf-8") + b"\n"
+
+
+RENDERERS: dict[Format, Callable[[FeedView, Settings], bytes]] = {
+    "rss": render_rss,
+    "atom": render_atom,
+    "json": render_json,
+}
+
+
+def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Document | None:
+    """One page of one feed in one format, rendered once per snapshot; None if unknown."""
+
+    def build() -> Document | None:
+        view = feed_view(snapshot, key.name, settings, key.page)
+        if view is None or key.format not in RENDERERS:
+            return None
+        body = RENDERERS[key.format](view, settings)
+        last_modified = view.updated if view.entries else None
+        return make_document(body, key.format, last_modified)
+
+    return memoised(snapshot, key, build)
+
+
+def html_path(name: str) -> str:
+    """The HTML page a feed is the alternate of."""
+    return {"all": "/", "weekly": "/weekly/"}.get(name, f"/categories/{name}")
+
+
+def feed_names(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(name, title) of every feed, in the order the index and the OPML list them."""
+    return [
+        ("all", "All items"),
+        ("weekly", "Weekly roundup"),
+        *((c.slug, c.name) for c in snapshot.categories),
+    ]
+
+
+def render_opml(snapshot: Snapshot, settings: Settings) -> bytes:
+    """OPML 2.0 listing every feed, RSS and Atom and JSON, for a reader to import at once."""
+    opml = ElementTree.Element("opml", version="2.0")
+    head = ElementTree.SubElement(opml, "head")
+    ElementTree.SubElement(head, "title").text = f"{settings.title} feeds"
+    newest = max((i.updated for i in snapshot.items), default=EMPTY_FEED_UPDATED)
+    ElementTree.SubElement(head, "dateModified").text = format_datetime(newest.astimezone(UTC))
+    ElementTree.SubElement(head, "ownerName").text = settings.author
+    body = ElementTree.SubElement(opml, "body")
+    # One outline per feed (Atom), so that importing the list subscribes to each feed once.
+    for name, label in feed_names(snapshot):
+        ElementTree.SubElement(
+            body,
+            "outline",
+            type="rss",
+            text=f"{settings.title}: {label}",
+            title=f"{settings.title}: {label}",
+            xmlUrl=feed_url(settings, name, "atom"),
+            htmlUrl=settings.base_url + html_path(name),
+        )
+    ElementTree.indent(opml)
+    document: bytes = ElementTree.tostring(opml, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"
+
+
+def opml_document(snapshot: Snapshot, settings: Settings) -> Document:
+    def build() -> Document:
+        newest = max((i.updated for i in snapshot.items), default=None)
+        return make_document(render_opml(snapshot, settings), "opml", newest)
+
+    document = memoised(snapshot, FeedKey("feeds", "opml"), build)
+    assert document is not None
+    return document

@@ -1,0 +1,216 @@
+"""The one place that decides which HTML, URLs and characters reach a feed (SPEC §Sanitising).
+
+Every call to bleach lives in this module, so the sanitiser could be replaced in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import bleach
+from bleach.html5lib_shim import Filter  # type: ignore[attr-defined]
+
+ALLOWED_TAGS = frozenset(
+    {
+        "p", "br", "h2", "h3", "h4", "h5", "h6", "em", "strong", "b", "i", "u", "s",
+        "mark", "small", "a", "ul", "ol", "li", "blockquote", "code", "pre", "kbd",
+        "samp", "img", "figure", "figcaption", "table", "thead", "tbody", "tfoot", "tr",
+        "th", "td", "caption", "sup", "sub", "abbr", "hr", "dl", "dt", "dd",
+    }
+)  # fmt: skip
+ALLOWED_ATTRIBUTES: dict[str, list[str]] = {
+    "a": ["href", "title"],
+    "img": ["src", "alt", "title", "width", "height"],
+    "abbr": ["title"],
+    "th": ["colspan", "rowspan", "scope"],
+    "td": ["colspan", "rowspan"],
+    "ol": ["start"],
+}
+ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
+
+#: Removed together with everything inside them: bleach's strip=True alone keeps the text
+#: of a removed element, so a <script> body would survive as visible text.
+REMOVED_WITH_CONTENT = frozenset(
+    {
+        "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet",
+        "template", "noscript", "noembed", "noframes", "svg", "math", "head", "title",
+        "textarea", "select", "button", "canvas", "audio", "video", "form",
+    }
+)  # fmt: skip
+URL_ATTRIBUTES = frozenset({"href", "src", "poster"})
+
+#: Changes whenever the rules above (or bleach) change; cached renderings carry it.
+RULES_VERSION = hashlib.sha256(
+    repr(
+        (
+            sorted(ALLOWED_TAGS),
+            sorted(ALLOWED_ATTRIBUTES.items()),
+            sorted(ALLOWED_SCHEMES),
+            sorted(REMOVED_WITH_CONTENT),
+            bleach.__version__,
+        )
+    ).encode()
+).hexdigest()[:16]
+
+# Characters XML 1.0 forbids: C0 controls but tab, LF and CR; surrogates; U+FFFE, U+FFFF.
+_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SPACE = re.compile(r"\s+")
+SUMMARY_LENGTH = 300
+
+
+def remove_forbidden(text: str) -> str:
+    """Remove the characters XML 1.0 cannot carry, so one bad character never breaks a feed."""
+    return _FORBIDDEN.sub("", text)
+
+
+def has_forbidden(text: str) -> bool:
+    return _FORBIDDEN.search(text) is not None
+
+
+def safe_url(url: str, base: str) -> str | None:
+    """`url` made absolute against `base`, or None unless its scheme is allowed.
+
+    Checked after joining, because bleach reads `javascript:123` as host and port
+    (mozilla/bleach#611) and front-matter URLs never pass through bleach at all.
+    """
+    url = remove_forbidden(url).strip()
+    if not url:
+        return None
+    try:
+        absolute = urljoin(base, url)
+        parts = urlsplit(absolute)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        return None
+    if parts.scheme.lower() != "mailto" and not parts.netloc:
+        return None
+    return absolute
+
+
+def _safe_srcset(value: str, base: str) -> str | None:
+    candidates = []
+    for candidate in value.split(","):
+        url, _, descriptor = candidate.strip().partition(" ")
+        absolute = safe_url(url, base)
+        if absolute is None:
+            return None
+        candidates.append(f"{absolute} {descriptor.strip()}".strip())
+    return ", ".join(candidates)
+
+
+class _FinishFilter(Filter):  # type: ignore[misc]
+    """Runs after bleach's allow-list: drops dangerous elements whole, fixes URLs."""
+
+    def __init__(self, source: Any, base: str) -> None:
+        super().__init__(source)
+        self.base = base
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        depth = 0  # inside how many elements that go with their content
+        for token in super().__iter__():
+            kind = token["type"]
+            if (
+                kind in {"StartTag", "EndTag", "EmptyTag"}
+                and token["name"] in REMOVED_WITH_CONTENT
+            ):
+                if kind == "StartTag":
+                    depth += 1
+                elif kind == "EndTag":
+                    depth = max(depth - 1, 0)
+                continue
+            if depth:
+                continue
+            if kind in {"StartTag", "EmptyTag"} and token["data"] and not self._fix_urls(token):
+                continue
+            yield token
+
+    def _fix_urls(self, token: dict[str, Any]) -> bool:
+        """Absolutise URL attributes, drop unsafe ones; False drops an <img> left without src."""
+        attributes: dict[tuple[str | None, str], str] = token["data"]
+        for key in list(attributes):
+            name = key[1]
+            if name in URL_ATTRIBUTES:
+                fixed = safe_url(attributes[key], self.base)
+            elif name == "srcset":
+                fixed = _safe_srcset(attributes[key], self.base)
+            else:
+                continue
+            if fixed is None:
+                del attributes[key]
+            else:
+                attributes[key] = fixed
+        return not (token["name"] == "img" and (None, "src") not in attributes)
+
+
+def _clean(markup: str, tags: frozenset[str], attributes: dict[str, list[str]], base: str) -> str:
+    cleaner = bleach.Cleaner(
+        # The elements removed with their content must pass the allow-list first, or
+        # strip=True would already have unwrapped their text before the filter sees them.
+        tags=tags | REMOVED_WITH_CONTENT,
+        attributes=attributes,
+        protocols=ALLOWED_SCHEMES,
+        strip=True,
+        strip_comments=True,
+        filters=[functools.partial(_FinishFilter, base=base)],
+    )
+    return remove_forbidden(cleaner.clean(remove_forbidden(markup)))
+
+
+def clean_html(markup: str, base: str) -> str:
+    """Sanitise an HTML body: the allow-list, no scripts, absolute URLs, XML-safe characters."""
+    return _clean(markup, ALLOWED_TAGS, ALLOWED_ATTRIBUTES, base)
+
+
+def plain_text(markup: str) -> str:
+    """Text with all markup removed, entities decoded and white space collapsed."""
+    text = html.unescape(_clean(markup, frozenset(), {}, "http://localhost/"))
+    return _SPACE.sub(" ", remove_forbidden(text)).strip()
+
+
+def shorten(text: str, limit: int = SUMMARY_LENGTH) -> str:
+    """`text` cut at a word boundary near `limit` characters, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    space = text.rfind(" ", 0, limit + 1)
+    cut = text[:space] if space > limit // 2 else text[:limit]
+    return cut.rstrip(" ,;:.-\u2013\u2014") + "\u2026"
+
+
+class _FirstParagraph(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraph: list[str] = []
+        self.everything: list[str] = []
+        self.state = "before"  # before, inside, done
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "p" and self.state == "before":
+            self.state = "inside"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "p" and self.state == "inside":
+            self.state = "done"
+
+    def handle_data(self, data: str) -> None:
+        self.everything.append(data)
+        if self.state == "inside":
+            self.paragraph.append(data)
+
+
+def summarise(clean: str, limit: int = SUMMARY_LENGTH) -> str:
+    """The first paragraph of sanitised HTML as plain text, cut near `limit` characters."""
+    parser = _FirstParagraph()
+    parser.feed(clean)
+    parser.close()
+    text = _SPACE.sub(" ", "".join(parser.paragraph)).strip()
+    if not text:
+        text = _SPACE.sub(" ", " ".join(parser.everything)).strip()
+    return shorten(text, limit)

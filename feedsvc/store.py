@@ -1,0 +1,319 @@
+"""The items folder as a sequence of immutable snapshots.
+
+`Store.reload()` scans the folder (a `stat` per file; only new or changed files are read
+and parsed), builds a new `Snapshot` beside the current one and swaps one reference.
+`Store.snapshot()` is what a request reads: one attribute read, so a request never sees
+half of a reload. The clock is a parameter, so scheduled items are testable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feedsvc import itemfile, weekly
+from feedsvc.config import Settings
+from feedsvc.model import (
+    RESERVED_NAMES,
+    Category,
+    Content,
+    Intro,
+    Item,
+    ParsedFile,
+    Problem,
+    Snapshot,
+    is_valid_name,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+INTRO_FOLDER = "_weekly"
+CONTENT_CACHE_SIZE = 4096
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Seen:
+    """A file as last scanned: its stat key and what parsing it gave."""
+
+    size: int
+    mtime_ns: int
+    parsed: ParsedFile
+    intro: Intro | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Entry:
+    """One directory entry the scan found: an item file, an intro, or a problem."""
+
+    path: str
+    kind: str  # "item", "intro" or "problem"
+    problem: Problem | None = None
+
+
+class Store:
+    """Holds the current snapshot of one items folder and rebuilds it on demand."""
+
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.root = settings.items_dir
+        self.clock = clock
+        self.parse_count = 0  # files parsed since start: a reload reuses unchanged ones
+        self._seen: dict[str, _Seen] = {}
+        self._folders: tuple[str, ...] = ()
+        self._scan_problems: tuple[Problem, ...] = ()
+        self._contents: OrderedDict[tuple[str, str], Content] = OrderedDict()
+        self._reload_lock = threading.Lock()
+        self._content_lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The current snapshot, rebuilt first if a scheduled item or a week has come due."""
+        current = self._snapshot
+        if current is None:
+            return self.reload()
+        if current.changes_at is not None and self.clock() >= current.changes_at:
+            with self._reload_lock:
+                if self._snapshot is current:
+                    self._snapshot = self._build()
+                fresh: Snapshot = self._snapshot
+            return fresh
+        return current
+
+    def reload(self) -> Snapshot:
+        """Scan the folder, reparse what changed, and swap in a new snapshot."""
+        with self._reload_lock:
+            self._scan()
+            self._snapshot = self._build()
+            return self._snapshot
+
+    # -- scanning ------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        seen: dict[str, _Seen] = {}
+        problems: list[Problem] = []
+        for entry in self._walk():
+            if entry.problem is not None:
+                problems.append(entry.problem)
+                continue
+            result = self._parse(entry)
+            if result is not None:
+                seen[entry.path] = result
+        self._seen = seen
+        self._scan_problems = tuple(problems)
+
+    def _parse(self, entry: _Entry) -> _Seen | None:
+        full = self.root / entry.path
+        try:
+            stat = full.stat()
+        except OSError:
+            return None  # deleted between listing and stat
+        old = self._seen.get(entry.path)
+        if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return old
+        try:
+            with full.open("rb") as handle:
+                data = handle.read(itemfile.MAX_FILE_BYTES + 1)
+        except OSError as error:
+            problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
+            return _Seen(stat.st_size, stat.st_mtime_ns, ParsedFile(None, (problem,)))
+        self.parse_count += 1
+        if entry.kind == "intro":
+            intro, problems = itemfile.parse_intro(entry.path, data, stat.st_mtime_ns)
+            parsed = ParsedFile(None, tuple(problems))
+        else:
+            intro = None
+            parsed = itemfile.parse_item(entry.path, data, self.settings, stat.st_mtime_ns)
+        for problem in parsed.problems:
+            log.warning("%s", problem)
+        return _Seen(stat.st_size, stat.st_mtime_ns, parsed, intro)
+
+    def _walk(self) -> Iterator[_Entry]:
+        """Every file that is meant to be read, and a problem for each that must not be."""
+        root = self.root.resolve()
+        folders: list[str] = []
+        try:
+            top = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as error:
+            message = f"cannot read the items folder: {error.strerror}"
+            yield _Entry(".", "problem", Problem(str(self.root), None, "error", message))
+            self._folders = ()
+            return
+        for folder in top:
+            if folder.name == INTRO_FOLDER and folder.is_dir(follow_symlinks=False):
+                yield from self._walk_folder(root, folder, "intro")
+            elif itemfile.ignored(folder.name):
+                continue
+            elif not folder.is_dir():
+                message = "item files go in a category folder: items/<category>/<file>"
+                yield _Entry(folder.name, "problem", Problem(folder.name, None, "error", message))
+            elif not _inside(root, folder.path):
+                yield _Entry(folder.name, "problem", _outside(folder.name))
+            else:
+                if folder.name not in RESERVED_NAMES and is_valid_name(folder.name):
+                    folders.append(folder.name)
+                # parse_item reports a bad folder name once for each file in it
+                yield from self._walk_folder(root, folder, "item")
+        self._folders = tuple(folders)
+
+    def _walk_folder(self, root: Path, folder: os.DirEntry[str], kind: str) -> Iterator[_Entry]:
+        try:
+            entries = sorted(os.scandir(folder.path), key=lambda e: e.name)
+        except OSError as error:
+            message = f"cannot read the folder: {error.strerror}"
+            yield _Entry(folder.name, "problem", Problem(folder.name, None, "error", message))
+            return
+        for entry in entries:
+            path = f"{folder.name}/{entry.name}"
+            if itemfile.ignored(entry.name):
+                continue
+            if not _inside(root, entry.path):
+                yield _Entry(path, "problem", _outside(path))
+            elif entry.is_dir():
+                message = "folders inside a category are not read; move its files up"
+                yield _Entry(path, "problem", Problem(path, None, "warning", message))
+            elif entry.is_file():
+                yield _Entry(path, kind)
+
+    # -- building ------------------------------------------------------------------------
+
+    def _build(self) -> Snapshot:
+        now = self.clock()
+        problems = list(self._scan_problems)
+        items: list[Item] = []
+        intros: dict[str, Intro] = {}
+        for _path, seen in sorted(self._seen.items()):
+            problems.extend(seen.parsed.problems)
+            if seen.intro is not None:
+                intros[seen.intro.week] = seen.intro
+            if seen.parsed.item is not None and not seen.parsed.item.draft:
+                items.append(seen.parsed.item)
+        items = _unique_ids(items, problems)
+        items = _with_pages(items)
+        published = sorted(
+            (item for item in items if item.published <= now), key=_newest_first, reverse=True
+        )
+        scheduled = [item.published for item in items if item.published > now]
+        weeks, current, week_ends = weekly.group_weeks(published, intros, self.settings, now)
+        problems.extend(_orphan_intros(intros, items, self.settings))
+        moments = [*scheduled, *([week_ends] if week_ends else [])]
+        return Snapshot(
+            now=now,
+            items=tuple(published),
+            categories=self._categories(published),
+            weeks=weeks,
+            current_week=current,
+            problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
+            file_count=len(self._seen),
+            changes_at=min(moments) if moments else None,
+            content_of=self.content_of,
+            intro_of=self.intro_of,
+            pages={(item.category, item.page): item for item in items if item.published <= now},
+        )
+
+    def _categories(self, published: Iterable[Item]) -> tuple[Category, ...]:
+        by_slug: dict[str, list[Item]] = {slug: [] for slug in self._folders}
+        for item in published:
+            by_slug.setdefault(item.category, []).append(item)
+        return tuple(
+            Category(slug, self.settings.category_name(slug), tuple(by_slug[slug]))
+            for slug in sorted(by_slug, key=self.settings.category_rank)
+        )
+
+    # -- lazy bodies ---------------------------------------------------------------------
+
+    def content_of(self, item: Item) -> Content:
+        """An item's rendered body, memoised per file version (DESIGN §Cost model)."""
+        key = (item.source.digest, item.path)
+        with self._content_lock:
+            cached = self._contents.get(key)
+            if cached is not None:
+                self._contents.move_to_end(key)
+                return cached
+        content = itemfile.render_body(item, self._read_version(item.source.path,
+                                                                item.source.digest),
+                                       self.settings.base_url)  # fmt: skip
+        with self._content_lock:
+            self._contents[key] = content
+            while len(self._contents) > CONTENT_CACHE_SIZE:
+                self._contents.popitem(last=False)
+        return content
+
+    def intro_of(self, intro: Intro) -> str:
+        data = self._read_version(intro.source.path, intro.source.digest)
+        base = f"{self.settings.base_url}/weekly/{intro.week}"
+        return itemfile.render_markup(itemfile.body_of(data), "markdown", base)
+
+    def _read_version(self, path: str, digest: str) -> bytes:
+        """A file's bytes; if it changed since the scan, the newer bytes (a reload follows)."""
+        try:
+            data = (self.root / path).read_bytes()
+        except OSError as error:
+            log.warning("%s: cannot read the body: %s", path, error.strerror)
+            return b""
+        if itemfile.digest(data) != digest:
+            log.info("%s changed since the last scan; rendering its newer body", path)
+        return data
+
+
+def _newest_first(item: Item) -> tuple[datetime, datetime, str]:
+    return (item.published, item.updated, item.id)
+
+
+def _inside(root: Path, path: str) -> bool:
+    """Whether `path`, with every link followed, is still under `root`."""
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _outside(path: str) -> Problem:
+    return Problem(path, None, "error", "is a link to outside the items folder; refused")
+
+
+def _unique_ids(items: list[Item], problems: list[Problem]) -> list[Item]:
+    """Keep the first item (by path) for each id; the others are errors."""
+    owners: dict[str, Item] = {}
+    for item in items:
+        owner = owners.setdefault(item.id, item)
+        if owner is not item:
+            message = f"id {item.id!r} is already used by {owner.source.path}; give each its own"
+            problems.append(Problem(item.source.path, None, "error", message))
+    return [item for item in items if owners[item.id] is item]
+
+
+def _with_pages(items: list[Item]) -> list[Item]:
+    """Page names: the slug, or date-slug for a later item that reuses a slug in its category.
+
+    The oldest keeps the plain slug, so adding a newer namesake never moves an old page.
+    """
+    taken: set[tuple[str, str]] = set()
+    result = []
+    for item in sorted(items, key=lambda i: (i.file_date, i.source.path)):
+        page = item.slug
+        if (item.category, page) in taken:
+            page = f"{item.file_date.isoformat()}-{item.slug}"
+        taken.add((item.category, page))
+        result.append(dataclasses.replace(item, page=page))
+    return result
+
+
+def _orphan_intros(
+    intros: dict[str, Intro], items: list[Item], settings: Settings
+) -> Iterator[Problem]:
+    zone, starts_on = settings.zone, settings.week_starts_on
+    weeks = {weekly.week_name(i.published.astimezone(zone).date(), starts_on) for i in items}
+    for name, intro in sorted(intros.items()):
+        if name not in weeks:
+            message = f"no items in {name}; this introduction is not shown"
+            yield Problem(intro.source.path, None, "warning", message)

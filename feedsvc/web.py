@@ -1,0 +1,205 @@
+"""The Flask blueprint: routes, HTTP semantics (SPEC §HTTP) and the HTML pages.
+
+A request reads the current snapshot once and looks its document up in the snapshot's
+memo; rendering happens at most once per snapshot and document.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
+from werkzeug.datastructures import Accept
+
+from feedsvc import render
+from feedsvc.config import Settings
+from feedsvc.model import FORMATS, FeedKey, Snapshot
+from feedsvc.store import Store
+
+bp = Blueprint("feedsvc", __name__)
+PAGE_MAX_AGE = 60
+
+
+def store() -> Store:
+    return current_app.extensions["feedsvc"]  # type: ignore[no-any-return]
+
+
+def settings() -> Settings:
+    return store().settings
+
+
+# -- HTTP semantics ---------------------------------------------------------------------
+
+
+def accepts_gzip(encodings: Accept) -> bool:
+    """True when gzip is acceptable: named with q > 0, or covered by `*` with q > 0."""
+    qualities = {value.lower(): quality for value, quality in encodings}
+    for name in ("gzip", "x-gzip", "*"):
+        if name in qualities:
+            return qualities[name] > 0
+    return False
+
+
+def max_age(snapshot: Snapshot, longest: int, now: datetime) -> int:
+    """Never cache past the moment the next scheduled item or roundup goes live."""
+    if snapshot.changes_at is None:
+        return longest
+    return max(0, min(longest, int((snapshot.changes_at - now).total_seconds())))
+
+
+def send(document: render.Document | None, req: Request, cache_seconds: int) -> Response:
+    """A conditional, content-negotiated response for a memoised document; 404 if None."""
+    if document is None:
+        abort(404)
+    gzipped = accepts_gzip(req.accept_encodings)
+    response = Response(
+        document.gzipped if gzipped else document.body, content_type=document.content_type
+    )
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    response.set_etag(document.gzip_etag if gzipped else document.etag)
+    if document.last_modified is not None:
+        response.last_modified = document.last_modified
+    response.cache_control.public = True
+    response.cache_control.max_age = cache_seconds
+    response.make_conditional(req)
+    return response
+
+
+def page_number() -> int:
+    """`?page=N` with N a positive whole number; anything else is 404 (SPEC §HTTP)."""
+    value = request.args.get("page", "1")
+    if not value.isdigit() or not value.isascii() or int(value) < 1:
+        abort(404)
+    return int(value)
+
+
+def send_page(
+    snapshot: Snapshot, key: tuple[str, ...], template: str, **context: object
+) -> Response:
+    """An HTML page, rendered once per snapshot like the feeds."""
+
+    def build() -> render.Document:
+        body = render_template(template, snapshot=snapshot, site=settings(), **context)
+        newest = context.get("updated")
+        return render.make_document(
+            body.encode("utf-8"), "html", newest if isinstance(newest, datetime) else None
+        )
+
+    document = render.memoised(snapshot, ("html", *key), build)
+    return send(document, request, max_age(snapshot, PAGE_MAX_AGE, store().clock()))
+
+
+# -- routes -----------------------------------------------------------------------------
+
+
+@bp.get("/feeds/<filename>")
+def feed(filename: str) -> Response:
+    name, _, format = filename.rpartition(".")
+    if format not in FORMATS:
+        abort(404)
+    snapshot = store().snapshot()
+    key = FeedKey(name, format, page_number())
+    document = render.feed_document(snapshot, key, settings())
+    return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock()))
+
+
+@bp.get("/feeds.opml")
+def opml() -> Response:
+    snapshot = store().snapshot()
+    document = render.opml_document(snapshot, settings())
+    return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock()))
+
+
+@bp.get("/")
+def index() -> Response:
+    snapshot = store().snapshot()
+    newest = max((i.updated for i in snapshot.items), default=None)
+    return send_page(snapshot, ("index",), "index.html", updated=newest)
+
+
+@bp.get("/categories/<slug>")
+def category(slug: str) -> Response:
+    snapshot = store().snapshot()
+    found = snapshot.category(slug)
+    if found is None:
+        abort(404)
+    newest = max((i.updated for i in found.items), default=None)
+    return send_page(snapshot, ("category", slug), "category.html", category=found, updated=newest)
+
+
+@bp.get("/items/<category>/<page>")
+def item(category: str, page: str) -> Response:
+    snapshot = store().snapshot()
+    found = snapshot.pages.get((category, page))
+    if found is None:
+        abort(404)
+    return send_page(
+        snapshot, ("item", category, page), "item.html", item=found, updated=found.updated
+    )
+
+
+@bp.get("/weekly/")
+def weeks() -> Response:
+    snapshot = store().snapshot()
+    newest = max((w.updated for w in snapshot.weeks), default=None)
+    return send_page(snapshot, ("weeks",), "weeks.html", updated=newest)
+
+
+@bp.get("/weekly/<name>")
+def week(name: str) -> Response:
+    snapshot = store().snapshot()
+    found = snapshot.week(name)
+    if found is None:
+        abort(404)
+    return send_page(snapshot, ("week", name), "week.html", week=found, updated=found.updated)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    snapshot = store().snapshot()
+    errors = sum(1 for p in snapshot.problems if p.severity == "error")
+    body = {
+        "status": "ok",
+        "items": len(snapshot.items),
+        "categories": len(snapshot.categories),
+        "weeks": len(snapshot.weeks),
+        "files": snapshot.file_count,
+        "errors": errors,
+        "warnings": len(snapshot.problems) - errors,
+    }
+    response = Response(json.dumps(body) + "\n", content_type="application/json")
+    response.cache_control.no_store = True
+    return response
+
+
+def register(app: Flask, store_: Store) -> None:
+    """Attach the store, the blueprint, the template helpers and the common headers."""
+    app.extensions["feedsvc"] = store_
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def common_headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def plain_error(error: Exception) -> Response:
+        code = getattr(error, "code", 404)
+        text = {404: "Not found", 405: "Method not allowed"}[code]
+        response = Response(f"{text}\n", status=code, content_type="text/plain; charset=utf-8")
+        if code == 405:
+            valid = getattr(error, "valid_methods", None) or ["GET", "HEAD"]
+            response.headers["Allow"] = ", ".join(valid)
+        return response
+
+    app.jinja_env.globals.update(
+        feed_url=lambda name, fmt: render.feed_url(store_.settings, name, fmt),
+        feed_names=render.feed_names,
+        week_title=lambda w: render.week_title_of(w, store_.settings),
+        roundup=lambda snapshot, w: render.week_html(snapshot, w, store_.settings),
+        formats=FORMATS,
+    )

@@ -84,13 +84,13 @@ class Store:
         current = self._snapshot
         if current is None:
             return self.reload()
-        if current.changes_at is not None and self.clock() >= current.changes_at:
-            with self._reload_lock:
-                if self._snapshot is current:
-                    self._snapshot = self._build()
-                fresh: Snapshot = self._snapshot
-            return fresh
-        return current
+        if current.changes_at is None or self.clock() < current.changes_at:
+            return current
+        with self._reload_lock:
+            latest = self._snapshot
+            if latest is current or latest is None:  # no other thread rebuilt it meanwhile
+                latest = self._snapshot = self._build()
+            return latest
 
     def reload(self) -> Snapshot:
         """Scan the folder, reparse what changed, and swap in a new snapshot."""

@@ -1,0 +1,114 @@
+"""Shared fixtures: an items folder in tmp_path, a fixed clock, and apps built over them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+
+from feedsvc import create_app
+from feedsvc.config import Settings
+
+BASE_URL = "https://news.example.org"
+#: A moment long after every date the tests use, unless a test moves the clock.
+LATER = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FEEDSVC_* setting of the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("FEEDSVC_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class Clock:
+    """A clock a test sets by hand: `clock.now = ...`."""
+
+    now: datetime = LATER
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Site:
+    """An items folder under tmp_path with helpers that read like the SPEC."""
+
+    root: Path
+    clock: Clock = field(default_factory=Clock)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items(self) -> Path:
+        return self.root / "items"
+
+    def write(self, relative: str, content: str | bytes) -> Path:
+        """Write a file under items/ as given, bytes or text."""
+        path = self.items / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    def write_item(
+        self,
+        category: str,
+        name: str,
+        front_matter: dict[str, Any] | str | None = None,
+        body: str = "Body text.",
+    ) -> Path:
+        """Write items/<category>/<name> with YAML front matter (a dict is dumped for you)."""
+        if front_matter is None:
+            front_matter = {"title": name.rsplit(".", 1)[0]}
+        if isinstance(front_matter, dict):
+            front_matter = yaml.safe_dump(front_matter, allow_unicode=True, sort_keys=False)
+        return self.write(f"{category}/{name}", f"---\n{front_matter.strip()}\n---\n{body}")
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "title": "Example News",
+            "description": "News from the example",
+            "base_url": BASE_URL,
+            "author": "Example Desk",
+            "items_dir": self.items,
+            **self.overrides,
+            **overrides,
+        }
+        return Settings(**values)
+
+    def app(self, **overrides: Any) -> Flask:
+        self.items.mkdir(parents=True, exist_ok=True)
+        return create_app(self.settings(**overrides), clock=self.clock)
+
+    def client(self, **overrides: Any) -> FlaskClient:
+        return self.app(**overrides).test_client()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return Site(tmp_path)
+
+
+@pytest.fixture
+def sample_settings() -> Iterator[Callable[..., Settings]]:
+    """The bundled sample site (items/ and feedsvc.toml at the top of the repository)."""
+    from feedsvc.config import load_settings
+
+    top = Path(__file__).resolve().parent.parent
+
+    def make(**overrides: Any) -> Settings:
+        return replace(load_settings(environ={}, cwd=top), **overrides)
+
+    yield make

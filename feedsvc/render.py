@@ -148,7 +148,7 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
     url = settings.base_url + week.path
     return Entry(
         id=weekly.week_id(week, settings),
-        title=week_title_of(week, settings),
+        title=weekly.week_title(week, settings),
         url=url,
         page_url=url,
         published=max(item.published for item in week.items),
@@ -159,12 +159,6 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
         html=html,
         image=None,
     )
-
-
-def week_title_of(week: Week, settings: Settings) -> str:
-    if week.intro is not None and week.intro.title:
-        return f"{week.intro.title}: {week.start.isoformat()} to {week.end.isoformat()}"
-    return weekly.week_title(week, settings)
 
 
 def feed_view(snapshot: Snapshot, name: str, settings: Settings, page: int = 1) -> FeedView | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
 from werkzeug.datastructures import Accept
 
-from feedsvc import render
+from feedsvc import render, weekly
 from feedsvc.config import Settings
 from feedsvc.model import FORMATS, FeedKey, Snapshot
 from feedsvc.store import Store
@@ -199,7 +199,7 @@ def register(app: Flask, store_: Store) -> None:
     app.jinja_env.globals.update(
         feed_url=lambda name, fmt: render.feed_url(store_.settings, name, fmt),
         feed_names=render.feed_names,
-        week_title=lambda w: render.week_title_of(w, store_.settings),
+        week_title=lambda w: weekly.week_title(w, store_.settings),
         roundup=lambda snapshot, w: render.week_html(snapshot, w, store_.settings),
         formats=FORMATS,
     )

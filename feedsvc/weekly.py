@@ -75,9 +75,23 @@ def week_id(week: Week, settings: Settings) -> str:
 
 
 def week_title(week: Week, settings: Settings) -> str:
-    return settings.weekly_title.format(
-        site=settings.title, start=week.start.isoformat(), end=week.end.isoformat(), week=week.name
-    )
+    """`weekly_title`, or the introduction's own title (a subject line, like a newsletter's).
+
+    Both may use {site}, {start}, {end} and {week}.
+    """
+    template = settings.weekly_title
+    if week.intro is not None and week.intro.title:
+        template = week.intro.title
+    values = {
+        "site": settings.title,
+        "start": week.start.isoformat(),
+        "end": week.end.isoformat(),
+        "week": week.name,
+    }
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):  # an intro title with stray braces: as written
+        return template
 
 
 def in_digest_order(week: Week, settings: Settings) -> list[Item]:

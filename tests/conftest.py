@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,7 +102,7 @@ def site(tmp_path: Path) -> Site:
 
 
 @pytest.fixture
-def sample_settings() -> Iterator[Callable[..., Settings]]:
+def sample_settings() -> Callable[..., Settings]:
     """The bundled sample site (items/ and feedsvc.toml at the top of the repository)."""
     from feedsvc.config import load_settings
 
@@ -111,4 +111,4 @@ def sample_settings() -> Iterator[Callable[..., Settings]]:
     def make(**overrides: Any) -> Settings:
         return replace(load_settings(environ={}, cwd=top), **overrides)
 
-    yield make
+    return make

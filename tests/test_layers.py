@@ -19,7 +19,7 @@ ALLOWED = {
     "weekly": {"config", "itemfile", "model"},
     "render": {"__init__", "config", "model", "sanitize", "weekly"},
     "store": {"config", "itemfile", "model", "weekly"},
-    "web": {"config", "model", "render", "store"},
+    "web": {"config", "model", "render", "store", "weekly"},
     "cli": {"__init__", "config", "errors", "model", "render", "store", "web"},
     "__init__": {"config", "store", "web"},
 }

@@ -6,6 +6,7 @@ Everything here is immutable and imports only the standard library.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -147,7 +148,8 @@ class Snapshot:
     """Everything a request needs, built at once and never changed; a reload swaps it whole.
 
     `memo` caches documents rendered from this snapshot (bytes, gzip, ETag); it only ever
-    gains entries whose values follow from the snapshot, so sharing it is safe.
+    gains entries whose values follow from the snapshot, so sharing it is safe. `renders`
+    counts the renders behind it, per document, for /healthz and the tests.
     """
 
     now: datetime
@@ -162,6 +164,7 @@ class Snapshot:
     intro_of: Callable[[Intro], str]
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)
+    renders: Counter[Any] = field(default_factory=Counter)
 
     def category(self, slug: str) -> Category | None:
         for category in self.categories:

@@ -74,6 +74,7 @@ def memoised(
     try:
         return snapshot.memo[key]  # type: ignore[no-any-return]
     except KeyError:
+        snapshot.renders[key] += 1
         document = snapshot.memo[key] = build()
         return document
 

@@ -169,6 +169,7 @@ def healthz() -> Response:
         "files": snapshot.file_count,
         "errors": errors,
         "warnings": len(snapshot.problems) - errors,
+        "documents_rendered": sum(snapshot.renders.values()),
     }
     response = Response(json.dumps(body) + "\n", content_type="application/json")
     response.cache_control.no_store = True

@@ -1,0 +1,102 @@
+"""Start the real gunicorn server on 127.0.0.1 for end-to-end tests, and stop it by its pid."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    access_log: Path
+
+    def request(
+        self, path: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request on a new connection, so that any worker may answer it."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, headers=dict(headers or {}))
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def worker_pids(self) -> set[str]:
+        """The pids of the workers that answered so far (from the access log)."""
+        lines = self.access_log.read_text().splitlines()
+        return {line.split()[0] for line in lines if line.strip()}
+
+
+@contextmanager
+def running_server(
+    env: Mapping[str, str] | None = None, workers: int = 2, argv: list[str] | None = None
+) -> Iterator[Server]:
+    """gunicorn with `wsgi:app` from the repository (or `argv`), until the block ends."""
+    port = free_port()
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+    access_log = log_dir / f"feedsvc-access-{port}.log"
+    access_log.write_text("")
+    command = argv or [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
+        "--no-control-socket",
+        "--access-logfile", str(access_log),
+        "--access-logformat", "%(p)s %(s)s %(r)s",
+        "wsgi:app",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=TOP,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = Server(port, process, access_log)
+    try:
+        _wait_until_ready(server)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        access_log.unlink(missing_ok=True)
+
+
+def _wait_until_ready(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            stderr = server.process.stderr.read().decode() if server.process.stderr else ""
+            raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{stderr}")
+        try:
+            status, _, _ = server.request("/healthz")
+        except OSError:
+            time.sleep(0.1)
+            continue
+        if status == 200:
+            return
+    raise RuntimeError("gunicorn did not answer /healthz in time")

@@ -1,0 +1,331 @@
+"""Aggregator-grade HTTP (SPEC §HTTP): conditional GET, HEAD, gzip, caching, paging, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import feedparser
+import pytest
+from flask.testing import FlaskClient
+
+from feedsvc.model import FeedKey
+from tests.conftest import Site
+
+FEEDS = [
+    "/feeds/all.rss",
+    "/feeds/all.atom",
+    "/feeds/all.json",
+    "/feeds/retail.atom",
+    "/feeds/weekly.rss",
+    "/feeds.opml",
+]
+PAGES = ["/", "/items/retail/shop", "/categories/retail", "/weekly/", "/weekly/2020-W40"]
+
+
+@pytest.fixture
+def client(site: Site) -> FlaskClient:
+    site.write_item("retail", "2020-09-30-shop.md", {"title": "Shop", "date": "2020-09-30 10:00Z"})
+    site.write_item("retail", "2020-09-29-mall.md", {"title": "Mall", "date": "2020-09-29 10:00Z"})
+    return site.client()
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [
+        ("/feeds/all.rss", "application/rss+xml; charset=utf-8"),
+        ("/feeds/all.atom", "application/atom+xml; charset=utf-8"),
+        ("/feeds/all.json", "application/feed+json; charset=utf-8"),
+        ("/feeds.opml", "text/x-opml; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+        ("/items/retail/shop", "text/html; charset=utf-8"),
+    ],
+)
+def test_content_types(client: FlaskClient, url: str, content_type: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == content_type
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("url", FEEDS + PAGES)
+def test_a_full_poll_cycle(site: Site, client: FlaskClient, url: str) -> None:
+    first = client.get(url)
+    assert first.status_code == 200
+    etag, last_modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+
+    by_etag = client.get(url, headers={"If-None-Match": etag})
+    assert by_etag.status_code == 304
+    assert by_etag.data == b""
+    assert by_etag.headers["ETag"] == etag
+
+    by_date = client.get(url, headers={"If-Modified-Since": last_modified})
+    assert by_date.status_code == 304
+
+    edited = {"title": "Shop!", "date": "2020-09-30 10:00Z", "updated": "2020-10-01 08:00Z"}
+    site.write_item("retail", "2020-09-30-shop.md", edited)
+    site.write_item("retail", "2020-09-28-new.md", {"title": "New", "date": "2020-09-28 10:00Z"})
+    client.application.extensions["feedsvc"].reload()
+    changed = client.get(url, headers={"If-None-Match": etag, "If-Modified-Since": last_modified})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+    assert changed.headers["Last-Modified"] == "Thu, 01 Oct 2020 08:00:00 GMT"
+
+
+def test_last_modified_is_the_newest_item_of_that_feed_not_the_site(site: Site) -> None:
+    site.write_item("retail", "2020-09-30-shop.md", {"title": "Shop", "date": "2020-09-30 10:00Z"})
+    site.write_item("tech", "2020-10-02-chip.md", {"title": "Chip", "date": "2020-10-02 10:00Z"})
+    client = site.client()
+    assert client.get("/feeds/retail.atom").headers["Last-Modified"] == (
+        "Wed, 30 Sep 2020 10:00:00 GMT"
+    )
+    assert client.get("/feeds/all.atom").headers["Last-Modified"] == (
+        "Fri, 02 Oct 2020 10:00:00 GMT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [
+        pytest.param("{etag}", 304, id="exact"),
+        pytest.param('"other", {etag}', 304, id="in-a-list"),
+        pytest.param("*", 304, id="star"),
+        pytest.param("W/{etag}", 304, id="weak-comparison"),
+        pytest.param('"other"', 200, id="no-match"),
+    ],
+)
+def test_if_none_match_forms(client: FlaskClient, if_none_match: str, status: int) -> None:
+    etag = client.get("/feeds/all.atom").headers["ETag"]
+    response = client.get(
+        "/feeds/all.atom", headers={"If-None-Match": if_none_match.format(etag=etag)}
+    )
+    assert response.status_code == status
+
+
+def test_if_none_match_takes_precedence_over_if_modified_since(client: FlaskClient) -> None:
+    first = client.get("/feeds/all.atom")
+    response = client.get(
+        "/feeds/all.atom",
+        headers={"If-None-Match": '"stale"', "If-Modified-Since": first.headers["Last-Modified"]},
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("value", ["yesterday", "Mon, 99 Foo 2020 99:99:99 GMT", "", "\x00"])
+def test_malformed_if_modified_since_is_ignored(client: FlaskClient, value: str) -> None:
+    response = client.get("/feeds/all.atom", headers={"If-Modified-Since": value})
+    assert response.status_code == 200
+    assert feedparser.parse(response.data).entries
+
+
+@pytest.mark.parametrize("url", FEEDS + PAGES)
+def test_head_gets_the_headers_of_get_and_no_body(client: FlaskClient, url: str) -> None:
+    get, head = client.get(url), client.head(url)
+    assert head.status_code == 200
+    assert head.data == b""
+    for name in (
+        "Content-Type",
+        "ETag",
+        "Last-Modified",
+        "Cache-Control",
+        "Content-Length",
+        "Vary",
+    ):
+        assert head.headers[name] == get.headers[name]
+
+
+def test_gzip_round_trip(client: FlaskClient) -> None:
+    plain = client.get("/feeds/all.atom")
+    zipped = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.data) == plain.data
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+    assert "Content-Encoding" not in plain.headers
+    for response in (plain, zipped):
+        assert "Accept-Encoding" in response.headers["Vary"]
+    again = client.get(
+        "/feeds/all.atom",
+        headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]},
+    )
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("br, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("*;q=1, gzip;q=0", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_accept_encoding_is_honoured(
+    client: FlaskClient, accept_encoding: str, gzipped: bool
+) -> None:
+    response = client.get("/feeds/all.rss", headers={"Accept-Encoding": accept_encoding})
+    assert (response.headers.get("Content-Encoding") == "gzip") is gzipped
+    body = gzip.decompress(response.data) if gzipped else response.data
+    assert body.startswith(b"<?xml")
+
+
+def test_gzip_is_compressed_once_per_content_change(client: FlaskClient) -> None:
+    store = client.application.extensions["feedsvc"]
+    a = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
+    b = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
+    assert a.data == b.data
+    document = store.snapshot().memo[FeedKey("all", "atom")]
+    assert document.gzipped == a.data
+
+
+def test_cache_control(client: FlaskClient) -> None:
+    feed = client.get("/feeds/all.atom").headers["Cache-Control"]
+    assert set(feed.split(", ")) == {"public", "max-age=300"}
+    assert set(client.get("/feeds.opml").headers["Cache-Control"].split(", ")) == {
+        "public",
+        "max-age=300",
+    }
+    page = client.get("/").headers["Cache-Control"]
+    assert set(page.split(", ")) == {"public", "max-age=60"}
+
+
+def test_max_age_never_outlasts_the_next_scheduled_item(site: Site) -> None:
+    site.clock.now = datetime(2020, 10, 1, 12, 0, tzinfo=UTC)
+    site.write_item("retail", "2020-09-30-shop.md", {"title": "Shop", "date": "2020-09-29 10:00Z"})
+    site.write_item("retail", "2020-10-01-soon.md", {"title": "Soon", "date": "2020-10-01 12:02Z"})
+    client = site.client(weekly_publish="rolling")
+    assert "max-age=120" in client.get("/feeds/all.atom").headers["Cache-Control"]
+    site.clock.now += timedelta(minutes=2)
+    response = client.get("/feeds/all.atom")
+    assert [e.title for e in feedparser.parse(response.data).entries] == ["Soon", "Shop"]
+
+
+# -- paging (RFC 5005 §3) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def paged(site: Site) -> FlaskClient:
+    for day in range(1, 8):
+        site.write_item("retail", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
+    return site.client(feed_size=3)
+
+
+def links(parsed: feedparser.FeedParserDict) -> dict[str, str]:
+    return {link.rel: link.href for link in parsed.feed.links}
+
+
+@pytest.mark.parametrize("fmt", ["atom", "rss"])
+def test_paging_links_lead_to_the_oldest_entry_and_back(paged: FlaskClient, fmt: str) -> None:
+    url, titles, seen = f"https://news.example.org/feeds/retail.{fmt}", [], []
+    while url:
+        seen.append(url)
+        parsed = feedparser.parse(paged.get(url.removeprefix("https://news.example.org")).data)
+        assert not parsed.bozo
+        titles += [e.title for e in parsed.entries]
+        rels = links(parsed)
+        assert rels["first"] == f"https://news.example.org/feeds/retail.{fmt}"
+        assert rels["last"] == f"https://news.example.org/feeds/retail.{fmt}?page=3"
+        url = rels.get("next", "")
+    assert titles == [f"Story {day}" for day in range(7, 0, -1)]
+    back = []
+    url = seen[-1]
+    while url:
+        parsed = feedparser.parse(paged.get(url.removeprefix("https://news.example.org")).data)
+        back.append(url)
+        url = links(parsed).get("previous", "")
+    assert back == seen[::-1]
+
+
+def test_json_feed_pages_with_next_url(paged: FlaskClient) -> None:
+    first = json.loads(paged.get("/feeds/retail.json").data)
+    second = json.loads(paged.get(first["next_url"].removeprefix("https://news.example.org")).data)
+    third = json.loads(paged.get(second["next_url"].removeprefix("https://news.example.org")).data)
+    assert "next_url" not in third
+    assert [len(p["items"]) for p in (first, second, third)] == [3, 3, 1]
+
+
+def test_first_page_is_the_feed_itself(paged: FlaskClient) -> None:
+    assert paged.get("/feeds/retail.atom?page=1").data == paged.get("/feeds/retail.atom").data
+
+
+@pytest.mark.parametrize("page", ["4", "0", "-1", "two", "1.5", "٣"])
+def test_pages_past_the_end_or_malformed_are_404(paged: FlaskClient, page: str) -> None:
+    assert paged.get(f"/feeds/retail.atom?page={page}").status_code == 404
+
+
+def test_a_feed_that_fits_on_one_page_has_no_paging_links(client: FlaskClient) -> None:
+    parsed = feedparser.parse(client.get("/feeds/all.atom").data)
+    assert set(links(parsed)) == {"self", "alternate"}
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/feeds/nope.atom",
+        "/feeds/all.xml",
+        "/feeds/all",
+        "/feeds/.atom",
+        "/items/retail/nope",
+        "/items/nope/shop",
+        "/weekly/2020-W41",
+        "/weekly/2020-W99",
+        "/categories/nope",
+        "/nope",
+        "/feeds/../feedsvc.toml",
+    ],
+)
+def test_unknown_things_are_404(client: FlaskClient, url: str) -> None:
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_with_allow(client: FlaskClient, method: str) -> None:
+    response = client.open("/feeds/all.atom", method=method)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
+
+
+def test_links_never_come_from_host_or_forwarded_headers(client: FlaskClient) -> None:
+    plain = client.get("/feeds/all.atom").data
+    for headers in (
+        {"Host": "evil.example"},
+        {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"},
+    ):
+        assert client.get("/feeds/all.atom", headers=headers).data == plain
+    assert client.get("http://evil.example/feeds/all.atom").data == plain
+    assert b"evil.example" not in plain
+
+
+def test_two_apps_over_the_same_items_agree_on_bytes_and_etags(site: Site) -> None:
+    site.write_item("retail", "2020-09-30-shop.md", {"title": "Shop"})
+    one, two = site.client(), site.client()
+    for url in FEEDS + PAGES[:2]:
+        a, b = one.get(url), two.get(url)
+        assert a.data == b.data
+        assert a.headers["ETag"] == b.headers["ETag"]
+
+
+def test_serving_a_feed_a_thousand_times_renders_it_once(client: FlaskClient) -> None:
+    store = client.application.extensions["feedsvc"]
+    etag = client.get("/feeds/all.atom").headers["ETag"]
+    for n in range(1000):
+        headers = {"If-None-Match": etag} if n % 2 else {"Accept-Encoding": "gzip"}
+        assert client.get("/feeds/all.atom", headers=headers).status_code in (200, 304)
+    assert store.snapshot().renders[FeedKey("all", "atom")] == 1
+    health = json.loads(client.get("/healthz").data)
+    assert health["documents_rendered"] == 1
+
+
+def test_if_modified_since_uses_http_dates(client: FlaskClient) -> None:
+    later = format_datetime(datetime(2031, 1, 1, tzinfo=UTC), usegmt=True)
+    earlier = format_datetime(datetime(2019, 1, 1, tzinfo=UTC), usegmt=True)
+    assert client.get("/feeds/all.atom", headers={"If-Modified-Since": later}).status_code == 304
+    assert client.get("/feeds/all.atom", headers={"If-Modified-Since": earlier}).status_code == 200

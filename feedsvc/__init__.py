@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging  # noqa: E402
+
 from flask import Flask
 
 from feedsvc.config import Settings, load_settings
@@ -12,16 +14,25 @@ from feedsvc.store import Clock, Store, system_clock
 __all__ = ["Settings", "__version__", "create_app", "load_settings"]
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, watch: bool = True
+) -> Flask:
     """Application factory: one app, one store, one snapshot loaded before the first request.
 
     `settings` defaults to `feedsvc.toml` plus `FEEDSVC_*`; `clock` to the system clock.
+    With `watch`, a thread in this process reloads the items when files change, so each
+    gunicorn worker (each builds its own app) stays live without a restart.
     """
     from feedsvc import web
+    from feedsvc.watch import Watcher
 
+    if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
+        logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
     settings = settings or load_settings()
     store = Store(settings, clock or system_clock)
     store.reload()
     app = Flask(__name__)
     web.register(app, store)
+    if watch:
+        app.extensions["feedsvc.watcher"] = Watcher(store).start()
     return app

@@ -45,7 +45,6 @@ def serve(host: str, port: int, workers: int) -> None:
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--no-control-socket",  # gunicorn 27 would otherwise write under ~/.gunicorn
-        "--access-logfile", "-",
         "feedsvc:create_app()",
     ]  # fmt: skip
     os.execv(sys.executable, argv)

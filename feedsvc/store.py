@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ class Store:
         self.root = settings.items_dir
         self.clock = clock
         self.parse_count = 0  # files parsed since start: a reload reuses unchanged ones
+        self.reloads = 0
         self._seen: dict[str, _Seen] = {}
         self._folders: tuple[str, ...] = ()
         self._scan_problems: tuple[Problem, ...] = ()
@@ -94,48 +96,79 @@ class Store:
 
     def reload(self) -> Snapshot:
         """Scan the folder, reparse what changed, and swap in a new snapshot."""
+        snapshot = self.reload_settled(0.0)
+        assert snapshot is not None  # without a settle time a reload always swaps
+        return snapshot
+
+    def reload_settled(self, settle: float) -> Snapshot | None:
+        """`reload()`, unless a file changed less than `settle` seconds ago: then None.
+
+        Such a file may still be being written; waiting for the whole folder to settle
+        publishes a burst of files (a `git pull`) whole, in one snapshot.
+        """
         with self._reload_lock:
-            self._scan()
-            self._snapshot = self._build()
-            return self._snapshot
+            started = time.perf_counter()
+            listed, problems = self._list()
+            changed = [
+                (entry, stat)
+                for entry, stat in listed
+                if (old := self._seen.get(entry.path)) is None
+                or (old.size, old.mtime_ns) != (stat.st_size, stat.st_mtime_ns)
+            ]
+            if settle and any(time.time() - s.st_mtime < settle for _, s in changed):
+                return None
+            removed = self._seen.keys() - {entry.path for entry, _ in listed}
+            seen = {e.path: self._seen[e.path] for e, _ in listed if e.path in self._seen}
+            for entry, stat in changed:
+                seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
+            self._seen, self._scan_problems = seen, tuple(problems)
+            snapshot = self._snapshot = self._build()
+            if changed or removed or self.reloads == 0:
+                log.info(
+                    "reload: %d files changed, %d removed; %d items published; "
+                    "%d problems; %.0f ms",
+                    len(changed), len(removed), len(snapshot.items),
+                    len(snapshot.problems), (time.perf_counter() - started) * 1000,
+                )  # fmt: skip
+            self.reloads += 1
+            return snapshot
 
     # -- scanning ------------------------------------------------------------------------
 
-    def _scan(self) -> None:
-        seen: dict[str, _Seen] = {}
-        problems: list[Problem] = []
+    def _list(self) -> tuple[list[tuple[_Entry, os.stat_result]], list[Problem]]:
+        """Every file to read, with its stat (cheap: no file is opened), and path problems."""
+        listed, problems = [], []
         for entry in self._walk():
             if entry.problem is not None:
                 problems.append(entry.problem)
                 continue
-            result = self._parse(entry)
-            if result is not None:
-                seen[entry.path] = result
-        self._seen = seen
-        self._scan_problems = tuple(problems)
+            try:
+                listed.append((entry, (self.root / entry.path).stat()))
+            except OSError:
+                continue  # deleted between listing and stat
+        return listed, problems
 
-    def _parse(self, entry: _Entry) -> _Seen | None:
-        full = self.root / entry.path
+    def _parse(self, entry: _Entry, stat: os.stat_result, old: _Seen | None) -> _Seen:
         try:
-            stat = full.stat()
-        except OSError:
-            return None  # deleted between listing and stat
-        old = self._seen.get(entry.path)
-        if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            return old
-        try:
-            with full.open("rb") as handle:
+            with (self.root / entry.path).open("rb") as handle:
                 data = handle.read(itemfile.MAX_FILE_BYTES + 1)
         except OSError as error:
             problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
             return _Seen(stat.st_size, stat.st_mtime_ns, ParsedFile(None, (problem,)))
         self.parse_count += 1
+        intro = None
         if entry.kind == "intro":
             intro, problems = itemfile.parse_intro(entry.path, data, stat.st_mtime_ns)
             parsed = ParsedFile(None, tuple(problems))
         else:
-            intro = None
             parsed = itemfile.parse_item(entry.path, data, self.settings, stat.st_mtime_ns)
+            last_good = old.parsed.item if old is not None else None
+            if parsed.item is None and last_good is not None:
+                # A typo must not make a published item vanish from readers' feeds.
+                note = Problem(
+                    entry.path, None, "warning", "the last good version stays published"
+                )
+                parsed = ParsedFile(last_good, (*parsed.problems, note))
         for problem in parsed.problems:
             log.warning("%s", problem)
         return _Seen(stat.st_size, stat.st_mtime_ns, parsed, intro)

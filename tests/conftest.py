@@ -90,7 +90,7 @@ class Site:
 
     def app(self, **overrides: Any) -> Flask:
         self.items.mkdir(parents=True, exist_ok=True)
-        return create_app(self.settings(**overrides), clock=self.clock)
+        return create_app(self.settings(**overrides), clock=self.clock, watch=False)
 
     def client(self, **overrides: Any) -> FlaskClient:
         return self.app(**overrides).test_client()

@@ -56,25 +56,26 @@ def running_server(
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     access_log = log_dir / f"feedsvc-access-{port}.log"
     access_log.write_text("")
-    command = argv or [
+    command = [part.format(port=port) for part in argv] if argv else [
         sys.executable, "-m", "gunicorn",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers),
         "--no-control-socket",
-        "--access-logfile", str(access_log),
-        "--access-logformat", "%(p)s %(s)s %(r)s",
         "wsgi:app",
     ]  # fmt: skip
+    # gunicorn reads extra settings from GUNICORN_CMD_ARGS: the access log names the
+    # pid of the worker that answered each request.
+    logging = f"--access-logfile {access_log} --access-logformat '%(p)s %(s)s %(r)s'"
     process = subprocess.Popen(
         command,
         cwd=TOP,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {}), "GUNICORN_CMD_ARGS": logging},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     server = Server(port, process, access_log)
     try:
-        _wait_until_ready(server)
+        _wait_until_ready(server, workers)
         yield server
     finally:
         process.send_signal(signal.SIGTERM)
@@ -86,7 +87,8 @@ def running_server(
         access_log.unlink(missing_ok=True)
 
 
-def _wait_until_ready(server: Server, timeout: float = 30) -> None:
+def _wait_until_ready(server: Server, workers: int, timeout: float = 30) -> None:
+    """Until every worker has answered: a worker still booting would load late."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -97,6 +99,6 @@ def _wait_until_ready(server: Server, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
             continue
-        if status == 200:
+        if status == 200 and len(server.worker_pids()) >= workers:
             return
-    raise RuntimeError("gunicorn did not answer /healthz in time")
+    raise RuntimeError(f"gunicorn did not answer /healthz from {workers} workers in time")

@@ -21,7 +21,8 @@ ALLOWED = {
     "store": {"config", "itemfile", "model", "weekly"},
     "web": {"config", "model", "render", "store", "weekly"},
     "cli": {"__init__", "config", "errors", "model", "render", "store", "web"},
-    "__init__": {"config", "store", "web"},
+    "watch": {"store"},
+    "__init__": {"config", "store", "watch", "web"},
 }
 PURE = {"model", "config", "sanitize", "itemfile", "weekly", "render"}
 

@@ -1,0 +1,144 @@
+"""Live publishing through a real `feedsvc serve` (gunicorn, 2 workers, 127.0.0.1).
+
+Files are created, edited, broken, fixed, renamed and deleted while the server runs;
+every change must reach every worker with no restart. How fast is measured in the
+benchmarks; here a generous deadline only keeps a broken build from hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from tests.server import Server, running_server
+
+DEADLINE = 15.0  # seconds; the target (2 s) is measured in benchmarks/, not asserted here
+ROUND = 16  # concurrent requests per look, so that both workers answer
+
+
+def feedsvc_serve() -> list[str]:
+    script = Path(sys.executable).with_name("feedsvc")
+    return [str(script), "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    items = tmp_path / "items"
+    (items / "news").mkdir(parents=True)
+    env = {"FEEDSVC_ITEMS_DIR": str(items), "FEEDSVC_BASE_URL": "https://live.example.org"}
+    with running_server(env=env, argv=feedsvc_serve()) as server:
+        yield server, items
+
+
+def titles(server: Server) -> list[str]:
+    status, _, body = server.request("/feeds/all.atom")
+    assert status == 200
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo
+    return [entry.title for entry in parsed.entries]
+
+
+def health(server: Server) -> dict[str, int]:
+    return json.loads(server.request("/healthz")[2])  # type: ignore[no-any-return]
+
+
+def everywhere(server: Server, check: Callable[[Server], bool]) -> None:
+    """Wait until a round of concurrent requests (both workers answering) all pass `check`."""
+    deadline = time.monotonic() + DEADLINE
+    with ThreadPoolExecutor(max_workers=ROUND) as pool:
+        while time.monotonic() < deadline:
+            if all(pool.map(lambda _: check(server), range(ROUND))):
+                return
+            time.sleep(0.05)
+    raise AssertionError("the change did not reach every worker")
+
+
+def write(items: Path, name: str, title: str, body: str = "Body.", extra: str = "") -> Path:
+    path = items / "news" / name
+    path.write_text(f"---\ntitle: {title}\n{extra}---\n{body}\n", encoding="utf-8")
+    return path
+
+
+def test_changes_reach_every_worker_without_a_restart(live: tuple[Server, Path]) -> None:
+    server, items = live
+    assert titles(server) == []
+
+    path = write(items, "2020-09-30-first.md", "First")
+    everywhere(server, lambda s: titles(s) == ["First"])
+
+    write(items, "2020-09-30-first.md", "First, edited")
+    everywhere(server, lambda s: titles(s) == ["First, edited"])
+
+    path.write_text("---\ntitle: [unclosed\n---\nBroken.\n", encoding="utf-8")
+    everywhere(server, lambda s: health(s)["errors"] == 1)
+    assert titles(server) == ["First, edited"], "a broken edit keeps the last good version"
+
+    write(items, "2020-09-30-first.md", "First, fixed")
+    everywhere(server, lambda s: titles(s) == ["First, fixed"] and health(s)["errors"] == 0)
+
+    path.rename(items / "news" / "2020-09-30-renamed.md")
+    everywhere(server, lambda s: s.request("/items/news/renamed")[0] == 200)
+    everywhere(server, lambda s: s.request("/items/news/first")[0] == 404)
+
+    (items / "news" / "2020-09-30-renamed.md").unlink()
+    everywhere(server, lambda s: titles(s) == [])
+    assert len(server.worker_pids()) == 2
+
+
+def test_a_burst_of_files_arrives_as_one_snapshot(
+    live: tuple[Server, Path], tmp_path: Path
+) -> None:
+    server, items = live
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.02):
+            seen.add(health(server)["items"])
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        # Like a `git pull`: many files land in the folder one after another.
+        for n in range(500):
+            write(items, f"2020-09-{n % 28 + 1:02d}-story-{n}.md", f"Story {n}")
+        everywhere(server, lambda s: health(s)["items"] == 500)
+    finally:
+        stop.set()
+        poller.join()
+    assert seen <= {0, 500}, f"a partial burst was published: {sorted(seen)}"
+
+
+def test_a_half_written_file_is_never_published(live: tuple[Server, Path]) -> None:
+    server, items = live
+    write(items, "2020-09-29-before.md", "Before")
+    everywhere(server, lambda s: titles(s) == ["Before"])
+    path = items / "news" / "2020-09-30-slow.md"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("---\ntitle: Slow upload\n")  # the writer stalls mid-front-matter
+        handle.flush()
+        time.sleep(2.0)
+        assert titles(server) == ["Before"]
+        handle.write("---\nThe whole body.\n")
+    everywhere(server, lambda s: titles(s) == ["Slow upload", "Before"])
+
+
+def test_an_upload_through_a_temporary_name_is_published_once_complete(
+    live: tuple[Server, Path],
+) -> None:
+    server, items = live
+    partial = items / "news" / "2020-09-30-upload.md.part"
+    partial.write_text("---\ntitle: Uploaded\n---\nDone.\n", encoding="utf-8")
+    time.sleep(1.0)
+    assert titles(server) == [], ".part files are upload leftovers, never published"
+    shutil.move(partial, items / "news" / "2020-09-30-upload.md")
+    everywhere(server, lambda s: titles(s) == ["Uploaded"])

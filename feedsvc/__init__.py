@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-import logging  # noqa: E402
+import logging
 
 from flask import Flask
 

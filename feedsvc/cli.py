@@ -1,29 +1,36 @@
-"""The `feedsvc` command: serve, check (SPEC §CLI)."""
+"""The `feedsvc` command: serve, check, new, build (SPEC §CLI)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import sys
+import unicodedata
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import click
+import yaml
 
 from feedsvc.config import Settings, load_settings
 from feedsvc.errors import ConfigError
+from feedsvc.model import RESERVED_NAMES, is_valid_name
 from feedsvc.store import Store
 
 
-def _settings(items_dir: Path | None = None) -> Settings:
+def _settings(items_dir: Path | None = None, *, existing: bool = True) -> Settings:
+    """The configuration, or one clear message; `existing` requires the items folder."""
     try:
         settings = load_settings()
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from None
     if items_dir is not None:
-        from dataclasses import replace
-
         settings = replace(settings, items_dir=items_dir)
+    if existing and not settings.items_dir.is_dir():
+        raise click.ClickException(f"the items folder {settings.items_dir} does not exist")
     return settings
 
 
@@ -50,6 +57,13 @@ def serve(host: str, port: int, workers: int) -> None:
     os.execv(sys.executable, argv)
 
 
+PROGRESS_THRESHOLD = 2000  # files; below this a check is over before a bar would help
+
+
+def _count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
 def _shown(settings: Settings, path: str) -> str:
     """A problem's path as the maintainer would type it, relative to the working directory."""
     full = settings.items_dir / path
@@ -67,9 +81,17 @@ def check(items_dir: Path | None, output: str) -> None:
     logging.getLogger("feedsvc").addHandler(logging.NullHandler())
     logging.getLogger("feedsvc").propagate = False  # the report below says it all once
     settings = _settings(items_dir)
-    if not settings.items_dir.is_dir():
-        raise click.ClickException(f"{settings.items_dir} is not a folder")
-    snapshot = Store(settings).reload()
+    store = Store(settings)
+    if sys.stderr.isatty() and _count_files(settings.items_dir) >= PROGRESS_THRESHOLD:
+        with click.progressbar(length=1, label="Checking", file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            snapshot = store.reload(progress)
+    else:
+        snapshot = store.reload()
     problems = snapshot.problems
     errors = sum(1 for p in problems if p.severity == "error")
     if output == "json":
@@ -99,3 +121,48 @@ def check(items_dir: Path | None, output: str) -> None:
             f"{len(problems) - errors} warning{'s' * (len(problems) - errors != 1)}"
         )
     sys.exit(1 if errors else 0)
+
+
+def slugify(title: str) -> str:
+    """A file-name slug from a title: ASCII letters and digits joined by hyphens."""
+    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:60].rstrip("-") or "item"
+
+
+@main.command()
+@click.argument("category")
+@click.argument("title")
+def new(category: str, title: str) -> None:
+    """Write items/CATEGORY/<today>-<slug>.md with its front matter, and print its path."""
+    settings = _settings(existing=False)
+    if category in RESERVED_NAMES or not is_valid_name(category):
+        raise click.ClickException(
+            f"{category!r} cannot be a category: use lowercase a-z, 0-9 and '-'"
+        )
+    now = datetime.now(settings.zone)
+    path = settings.items_dir / category / f"{now.date().isoformat()}-{slugify(title)}.md"
+    front_matter = yaml.safe_dump(
+        {"title": title, "date": now.strftime("%Y-%m-%d %H:%M"), "author": settings.author,
+         "tags": []},
+        allow_unicode=True, sort_keys=False, default_flow_style=None,
+    )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(f"---\n{front_matter}---\nWrite the story here, in Markdown.\n")
+    except FileExistsError:
+        raise click.ClickException(f"{path} already exists; not overwriting it") from None
+    click.echo(_shown(settings, str(path.relative_to(settings.items_dir))))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+def build(out_dir: Path) -> None:
+    """Write every feed, page and the OPML as static files (plus .gz), as the server sends them."""
+    from feedsvc import create_app
+    from feedsvc.static import export
+
+    app = create_app(_settings(), watch=False)
+    written = export(app, out_dir)
+    click.echo(f"wrote {written} files to {out_dir}")

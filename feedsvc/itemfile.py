@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -86,9 +87,11 @@ class _Split:
 
 def _decode(data: bytes) -> tuple[str, list[tuple[int | None, str]]]:
     """Bytes to text with LF line ends and no XML-forbidden characters, plus warnings."""
-    warnings: list[tuple[int | None, str]] = []
+    notes: list[tuple[int | None, str]] = []
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        _reject(1, "not UTF-8 text (UTF-16); save the file as UTF-8")
     if b"\x00" in data:
         _reject(
             data[: data.index(b"\x00")].count(b"\n") + 1, "binary file (NUL bytes); not an item"
@@ -103,9 +106,9 @@ def _decode(data: bytes) -> tuple[str, list[tuple[int | None, str]]]:
         first = next(
             i for i, line in enumerate(text.split("\n"), 1) if sanitize.has_forbidden(line)
         )
-        warnings.append((first, "removed characters that XML cannot carry (control characters)"))
+        notes.append((first, "removed characters that XML cannot carry (control characters)"))
         text = sanitize.remove_forbidden(text)
-    return text, warnings
+    return text, notes
 
 
 def _split(text: str, *, required: bool) -> _Split:
@@ -126,6 +129,7 @@ def _split(text: str, *, required: bool) -> _Split:
 
 
 def _load_yaml(front: str) -> dict[str, Any]:
+    _refuse_aliases(front)
     try:
         value = yaml.load(front, Loader=_FrontMatterLoader)
     except yaml.constructor.ConstructorError as error:
@@ -139,21 +143,21 @@ def _load_yaml(front: str) -> dict[str, Any]:
         value = {}
     if not isinstance(value, dict):
         _reject(2, f"front matter must be 'field: value' lines, not a {type(value).__name__}")
-    _refuse_aliases(value)
     return value
 
 
-def _refuse_aliases(value: Any) -> None:
-    """YAML aliases build shared graphs that expand without end when walked; refuse any."""
-    seen: set[int] = set()
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict | list):
-            if id(node) in seen:
-                _reject(None, "front matter uses YAML aliases (*name); write the values out")
-            seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
+def _refuse_aliases(front: str) -> None:
+    """YAML aliases build graphs that expand without end when walked (and a short file can
+    repeat a long string thousands of times): refuse any alias before constructing."""
+    if "*" not in front:  # no alias can be written without one
+        return
+    try:
+        for event in yaml.parse(front, Loader=_FrontMatterLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 2 if event.start_mark else None
+                _reject(line, "front matter uses YAML aliases (*name); write the values out")
+    except yaml.YAMLError:
+        return  # yaml.load reports the syntax error with its line
 
 
 def _parse_when(text: str, zone: ZoneInfo, day: date) -> datetime:
@@ -172,10 +176,16 @@ def _parse_loose(text: str, day: date) -> datetime:
     readings = set()
     for dayfirst, yearfirst in ((False, False), (True, False), (False, True)):
         try:
-            default = datetime.combine(day, time())
-            readings.add(
-                dateparser.parse(text, default=default, dayfirst=dayfirst, yearfirst=yearfirst)
-            )
+            with warnings.catch_warnings():
+                # "10:00 PST" would otherwise be read silently as site time.
+                warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
+                default = datetime.combine(day, time())
+                readings.add(
+                    dateparser.parse(text, default=default, dayfirst=dayfirst, yearfirst=yearfirst)
+                )
+        except dateparser.UnknownTimezoneWarning:
+            raise ValueError(f'"{text}" has a time zone name that cannot be read; '
+                             "write an offset like +02:00") from None  # fmt: skip
         except (ValueError, OverflowError):
             continue
     if not readings:
@@ -208,7 +218,13 @@ class _Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             _reject(self.line(key), f"'{key}' must be text, not a {type(value).__name__}")
+        self.check_characters(key, str(value))
         return str(value)
+
+    def check_characters(self, key: str, text: str) -> None:
+        """YAML escapes ("\\a") can bring characters XML forbids; they are removed later."""
+        if sanitize.has_forbidden(text):
+            self.warn(key, f"removed characters that XML cannot carry from '{key}'")
 
     def warn(self, key: str, message: str) -> None:
         self.warnings.append((self.line(key), message))
@@ -224,8 +240,9 @@ def _item_fields(
     if not title:
         _reject(fields.line("title"), "'title' is empty")
     if len(title) > MAX_TITLE_LENGTH:
-        fields.warn("title", f"title is {len(title)} characters; cut to {MAX_TITLE_LENGTH}")
+        length = len(title)
         title = sanitize.shorten(title, MAX_TITLE_LENGTH)
+        fields.warn("title", f"title is {length} characters; shortened to {len(title)}")
 
     def when(key: str, default: datetime) -> datetime:
         text = fields.text(key)
@@ -250,7 +267,7 @@ def _item_fields(
             return None
         safe = sanitize.safe_url(text, page_url)
         if safe is None:
-            fields.warn(key, f"'{key}' is not an http(s) URL; ignored")
+            fields.warn(key, f"'{key}' is not an http(s) or mailto URL; ignored")
         return safe
 
     item_id = fields.text("id")
@@ -288,6 +305,8 @@ def _tags(fields: _Fields) -> tuple[str, ...]:
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
         _reject(fields.line("tags"), "'tags' must be a list of words, like [retail, china]")
+    for tag in value:
+        fields.check_characters("tags", str(tag))
     tags = (sanitize.plain_text(str(tag)) for tag in value)
     return tuple(dict.fromkeys(tag for tag in tags if tag))
 
@@ -322,21 +341,25 @@ def _path_parts(path: str) -> tuple[str, str, date, Literal["markdown", "html"]]
     return category, match["slug"], day, "markdown" if match["ext"] == "md" else "html"
 
 
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_FILE_BYTES:
+        _reject(None, f"file is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+
+
 def parse_item(path: str, data: bytes, settings: Settings, mtime_ns: int = 0) -> ParsedFile:
     """Read one item file (`path` relative to the items folder, with '/')."""
 
     def parse(problems: list[Problem]) -> ParsedFile:
         category, slug, day, markup = _path_parts(path)
-        if len(data) > MAX_FILE_BYTES:
-            _reject(None, f"file is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
-        text, warnings = _decode(data)
+        _check_size(data)
+        text, notes = _decode(data)
         split = _split(text, required=True)
         fields = _Fields(_load_yaml(split.front or ""), split.front or "")
         values = _item_fields(fields, settings, category, slug, day)
         if not split.body.strip():
-            warnings.append((split.body_line, "the body is empty; the feeds show the title only"))
+            notes.append((split.body_line, "the body is empty; the feeds show the title only"))
         problems.extend(
-            Problem(path, line, "warning", message) for line, message in warnings + fields.warnings
+            Problem(path, line, "warning", message) for line, message in notes + fields.warnings
         )
         source = Source(path, len(data), mtime_ns, digest(data), markup)
         item = Item(category=category, slug=slug, file_date=day, source=source, **values)
@@ -354,7 +377,8 @@ def parse_intro(path: str, data: bytes, mtime_ns: int = 0) -> tuple[Intro | None
         match = INTRO_NAME.match(path.rsplit("/", 1)[-1])
         if not match or not _is_iso_week(int(match["year"]), int(match["week"])):
             _reject(None, "a weekly introduction is named _weekly/YYYY-Www.md, e.g. 2020-W40.md")
-        text, warnings = _decode(data)
+        _check_size(data)
+        text, notes = _decode(data)
         split = _split(text, required=False)
         fields = _Fields(
             _load_yaml(split.front) if split.front is not None else {}, split.front or ""
@@ -362,9 +386,7 @@ def parse_intro(path: str, data: bytes, mtime_ns: int = 0) -> tuple[Intro | None
         for key in sorted(set(fields.values) - {"title"}, key=str):
             fields.warn(str(key), f"unknown field '{key}' is ignored (only 'title' is read)")
         title = fields.text("title")
-        problems.extend(
-            Problem(path, line, "warning", m) for line, m in warnings + fields.warnings
-        )
+        problems.extend(Problem(path, line, "warning", m) for line, m in notes + fields.warnings)
         week = f"{match['year']}-W{match['week']}"
         source = Source(path, len(data), mtime_ns, digest(data), "markdown")
         intro = Intro(week, sanitize.plain_text(title) if title else None, source)

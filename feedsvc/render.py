@@ -34,6 +34,7 @@ CONTENT_TYPES = {
 }
 ATOM = "http://www.w3.org/2005/Atom"
 DC = "http://purl.org/dc/elements/1.1/"
+DCTERMS = "http://purl.org/dc/terms/"
 MEDIA = "http://search.yahoo.com/mrss/"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 #: The `updated` of a feed with no items: fixed, because it must never come from the clock.
@@ -162,24 +163,47 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
     )
 
 
+def _sources(
+    snapshot: Snapshot, name: str, settings: Settings
+) -> tuple[tuple[Item, ...] | tuple[Week, ...], int, str, str] | None:
+    """What a feed lists, its page size, title and description; None for no such feed."""
+    if name == "all":
+        return snapshot.items, settings.feed_size, settings.title, settings.description
+    if name == "weekly":
+        description = f"One digest a week of everything published on {settings.title}."
+        return (
+            snapshot.weeks,
+            settings.weekly_size,
+            f"{settings.title}: weekly roundup",
+            description,
+        )
+    category = snapshot.category(name)
+    if category is None:
+        return None
+    title = f"{settings.title}: {category.name}"
+    return (
+        category.items,
+        settings.feed_size,
+        title,
+        f"{category.name}: the latest from {settings.title}.",
+    )
+
+
+def page_count(snapshot: Snapshot, name: str, settings: Settings) -> int:
+    """How many pages a feed has (at least one, even when empty); 0 for no such feed."""
+    found = _sources(snapshot, name, settings)
+    if found is None:
+        return 0
+    return max(1, math.ceil(len(found[0]) / found[1]))
+
+
 def feed_view(snapshot: Snapshot, name: str, settings: Settings, page: int = 1) -> FeedView | None:
     """The entries and links of one page of a feed; None for an unknown feed or page."""
-    sources: tuple[Item, ...] | tuple[Week, ...]
-    if name == "all":
-        sources, size = snapshot.items, settings.feed_size
-        title, description = settings.title, settings.description
-    elif name == "weekly":
-        sources, size = snapshot.weeks, settings.weekly_size
-        title = f"{settings.title}: weekly roundup"
-        description = f"One digest a week of everything published on {settings.title}."
-    else:
-        category = snapshot.category(name)
-        if category is None:
-            return None
-        sources, size = category.items, settings.feed_size
-        title = f"{settings.title}: {category.name}"
-        description = f"{category.name}: the latest from {settings.title}."
-    last_page = max(1, math.ceil(len(sources) / size))
+    found = _sources(snapshot, name, settings)
+    if found is None:
+        return None
+    sources, size, title, description = found
+    last_page = page_count(snapshot, name, settings)
     if not 1 <= page <= last_page:
         return None
     shown = sources[(page - 1) * size : page * size]
@@ -211,7 +235,7 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         self.paging: list[tuple[str, str]] = []  # (rel, href)
 
     def extend_ns(self) -> dict[str, str]:
-        return {"dc": DC, "media": MEDIA}
+        return {"dc": DC, "dcterms": DCTERMS, "media": MEDIA}
 
     def extend_rss(self, rss: Any) -> Any:
         channel = rss[0]
@@ -236,6 +260,7 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
     def extend_rss(self, item: Any) -> Any:
         etree.SubElement(item, "pubDate").text = format_datetime(self.entry.published)
         etree.SubElement(item, f"{{{DC}}}creator").text = self.entry.author
+        etree.SubElement(item, f"{{{DCTERMS}}}modified").text = self.entry.updated.isoformat()
         self._image(item)
         return item
 

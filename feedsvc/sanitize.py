@@ -62,6 +62,7 @@ RULES_VERSION = hashlib.sha256(
 # Characters XML 1.0 forbids: C0 controls but tab, LF and CR; surrogates; U+FFFE, U+FFFF.
 _FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SPACE = re.compile(r"\s+")
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 SUMMARY_LENGTH = 300
 
 
@@ -128,7 +129,7 @@ class _FinishFilter(Filter):  # type: ignore[misc]
                 continue
             if depth:
                 continue
-            if kind in {"StartTag", "EmptyTag"} and token["data"] and not self._fix_urls(token):
+            if kind in {"StartTag", "EmptyTag"} and not self._fix_urls(token):
                 continue
             yield token
 
@@ -171,6 +172,7 @@ def clean_html(markup: str, base: str) -> str:
 
 def plain_text(markup: str) -> str:
     """Text with all markup removed, entities decoded and white space collapsed."""
+    markup = _BREAK.sub(" ", markup)  # "One<br>Two" reads "One Two", not "OneTwo"
     text = html.unescape(_clean(markup, frozenset(), {}, "http://localhost/"))
     return _SPACE.sub(" ", remove_forbidden(text)).strip()
 
@@ -194,6 +196,8 @@ class _FirstParagraph(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "p" and self.state == "before":
             self.state = "inside"
+        elif tag == "br":
+            self.handle_data(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "p" and self.state == "inside":

@@ -35,6 +35,7 @@ from feedsvc.model import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]
 INTRO_FOLDER = "_weekly"
 CONTENT_CACHE_SIZE = 4096
 
@@ -94,13 +95,16 @@ class Store:
                 latest = self._snapshot = self._build()
             return latest
 
-    def reload(self) -> Snapshot:
-        """Scan the folder, reparse what changed, and swap in a new snapshot."""
-        snapshot = self.reload_settled(0.0)
+    def reload(self, progress: Progress | None = None) -> Snapshot:
+        """Scan the folder, reparse what changed, and swap in a new snapshot.
+
+        `progress(done, total)` is called after each file parsed (for `feedsvc check`).
+        """
+        snapshot = self.reload_settled(0.0, progress)
         assert snapshot is not None  # without a settle time a reload always swaps
         return snapshot
 
-    def reload_settled(self, settle: float) -> Snapshot | None:
+    def reload_settled(self, settle: float, progress: Progress | None = None) -> Snapshot | None:
         """`reload()`, unless a file changed less than `settle` seconds ago: then None.
 
         Such a file may still be being written; waiting for the whole folder to settle
@@ -108,6 +112,7 @@ class Store:
         """
         with self._reload_lock:
             started = time.perf_counter()
+            folders_before = self._folders
             listed, problems = self._list()
             changed = [
                 (entry, stat)
@@ -118,9 +123,14 @@ class Store:
             if settle and any(time.time() - s.st_mtime < settle for _, s in changed):
                 return None
             removed = self._seen.keys() - {entry.path for entry, _ in listed}
+            same = problems == [*self._scan_problems] and folders_before == self._folders
+            if self._snapshot and not (changed or removed) and same:
+                return self._snapshot  # nothing changed: keep the snapshot and its memo
             seen = {e.path: self._seen[e.path] for e, _ in listed if e.path in self._seen}
-            for entry, stat in changed:
+            for done, (entry, stat) in enumerate(changed, 1):
                 seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
+                if progress is not None:
+                    progress(done, len(changed))
             self._seen, self._scan_problems = seen, tuple(problems)
             snapshot = self._snapshot = self._build()
             if changed or removed or self.reloads == 0:

@@ -20,7 +20,8 @@ ALLOWED = {
     "render": {"__init__", "config", "model", "sanitize", "weekly"},
     "store": {"config", "itemfile", "model", "weekly"},
     "web": {"config", "model", "render", "store", "weekly"},
-    "cli": {"__init__", "config", "errors", "model", "render", "store", "web"},
+    "cli": {"__init__", "config", "errors", "model", "render", "static", "store", "web"},
+    "static": {"model", "render", "store"},
     "watch": {"store"},
     "__init__": {"config", "store", "watch", "web"},
 }

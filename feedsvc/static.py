@@ -1,0 +1,63 @@
+"""`feedsvc build`: every URL the server answers, written as static files (plus .gz).
+
+The files are fetched through the application itself, so they are byte for byte what
+the server sends; docs/deploy.md has the nginx configuration that serves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Flask
+
+from feedsvc import render
+from feedsvc.model import FORMATS, Snapshot
+from feedsvc.store import Store
+
+
+def urls(snapshot: Snapshot, store: Store) -> Iterator[str]:
+    """Every document of the site: feeds (every page), pages, the OPML."""
+    yield from ("/", "/weekly/", "/feeds.opml")
+    for name, _label in render.feed_names(snapshot):
+        for page in range(1, render.page_count(snapshot, name, store.settings) + 1):
+            for format in FORMATS:
+                yield f"/feeds/{name}.{format}" + (f"?page={page}" if page > 1 else "")
+    for category in snapshot.categories:
+        yield f"/categories/{category.slug}"
+    for item in snapshot.pages.values():
+        yield item.path
+    weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
+    for week in dict.fromkeys(weeks):
+        yield week.path
+
+
+def file_for(url: str) -> str:
+    """Where a URL is stored: `/` is index.html, `?page=N` goes into the name, pages get .html."""
+    path, _, query = url.partition("?")
+    if path.endswith("/"):
+        return path.lstrip("/") + "index.html"
+    if query.startswith("page="):
+        stem, _, extension = path.rpartition(".")
+        return f"{stem.lstrip('/')}.page-{query.removeprefix('page=')}.{extension}"
+    if path.startswith("/feeds"):
+        return path.lstrip("/")
+    return path.lstrip("/") + ".html"
+
+
+def export(app: Flask, out_dir: Path) -> int:
+    """Write every document and its gzip sibling under `out_dir`; return the file count."""
+    store: Store = app.extensions["feedsvc"]
+    client = app.test_client()
+    written = 0
+    for url in urls(store.snapshot(), store):
+        plain = client.get(url)
+        zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+        if plain.status_code != 200 or zipped.status_code != 200:
+            raise RuntimeError(f"{url} answered {plain.status_code}; nothing can be exported")
+        target = out_dir / file_for(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(plain.data)
+        target.with_name(target.name + ".gz").write_bytes(zipped.data)
+        written += 2
+    return written

@@ -181,8 +181,9 @@ assert set(_CHECKS) == {f.name for f in fields(Settings) if f.init}
 def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Read the configuration file and the environment; raise ConfigError naming a bad key.
 
-    A relative `items_dir` from the file is taken relative to the file; one from the
-    environment relative to the working directory.
+    A relative `items_dir` from the file (and the default, `items`, when there is a
+    file) is taken relative to the file; one from the environment relative to the
+    working directory.
     """
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
@@ -209,5 +210,5 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             values[key] = check(ENV_PREFIX + key.upper(), env_value)
             if key == "items_dir":
                 values[key] = cwd / values[key]
-    values.setdefault("items_dir", cwd / "items")
+    values.setdefault("items_dir", (path.parent if path.is_file() else cwd) / "items")
     return Settings(**values)

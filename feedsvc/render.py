@@ -247,8 +247,10 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         return rss
 
     def extend_atom(self, feed: Any) -> Any:
+        # feedgen writes Atom elements without a namespace under an xmlns attribute;
+        # a namespaced element here would come out with an ns0: prefix.
         for rel, href in self.paging:
-            etree.SubElement(feed, f"{{{ATOM}}}link", rel=rel, href=href)
+            etree.SubElement(feed, "link", rel=rel, href=href)
         return feed
 
 

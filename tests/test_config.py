@@ -133,6 +133,18 @@ def test_relative_items_dir_is_relative_to_the_file_folder(tmp_path: Path) -> No
     assert settings.items_dir.resolve() == (tmp_path / "shared" / "items").resolve()
 
 
+def test_default_items_dir_sits_beside_the_configuration_file(tmp_path: Path) -> None:
+    write(tmp_path, 'title = "Elsewhere"\n', "conf/site.toml")
+
+    settings = load_settings(environ={"FEEDSVC_CONFIG": "conf/site.toml"}, cwd=tmp_path / "run")
+
+    assert settings.items_dir == tmp_path / "conf" / "items"
+
+
+def test_default_items_dir_without_a_file_is_in_the_working_directory(tmp_path: Path) -> None:
+    assert load_settings(environ={}, cwd=tmp_path).items_dir == tmp_path / "items"
+
+
 def test_absolute_items_dir_is_kept(tmp_path: Path) -> None:
     write(tmp_path, f'items_dir = "{(tmp_path / "abs").as_posix()}"\n', "conf/site.toml")
 

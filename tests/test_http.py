@@ -10,6 +10,7 @@ from email.utils import format_datetime
 import feedparser
 import pytest
 from flask.testing import FlaskClient
+from lxml import etree
 
 from feedsvc.model import FeedKey
 from tests.conftest import Site
@@ -239,6 +240,14 @@ def test_paging_links_lead_to_the_oldest_entry_and_back(paged: FlaskClient, fmt:
         back.append(url)
         url = links(parsed).get("previous", "")
     assert back == seen[::-1]
+
+
+def test_atom_paging_links_use_the_default_namespace(paged: FlaskClient) -> None:
+    body = paged.get("/feeds/retail.atom?page=2").data
+    root = etree.fromstring(body)
+    rels = [link.get("rel") for link in root.findall("{http://www.w3.org/2005/Atom}link")]
+    assert rels == ["self", "alternate", "first", "last", "previous", "next"]
+    assert b"ns0:" not in body
 
 
 def test_json_feed_pages_with_next_url(paged: FlaskClient) -> None:

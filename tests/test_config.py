@@ -136,7 +136,8 @@ def test_relative_items_dir_is_relative_to_the_file_folder(tmp_path: Path) -> No
 def test_default_items_dir_sits_beside_the_configuration_file(tmp_path: Path) -> None:
     write(tmp_path, 'title = "Elsewhere"\n', "conf/site.toml")
 
-    settings = load_settings(environ={"FEEDSVC_CONFIG": "conf/site.toml"}, cwd=tmp_path / "run")
+    named = str(tmp_path / "conf" / "site.toml")
+    settings = load_settings(environ={"FEEDSVC_CONFIG": named}, cwd=tmp_path / "run")
 
     assert settings.items_dir == tmp_path / "conf" / "items"
 

@@ -41,6 +41,7 @@ class Settings:
     week_starts_on: Literal["monday", "sunday"] = "monday"
     categories: tuple[tuple[str, str], ...] = ()
     cache_max_age: int = 300
+    cache_dir: Path | None = None  # persistent cache; None: none (load_settings sets one)
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,6 +175,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "week_starts_on": _choice("monday", "sunday"),
     "categories": _categories,
     "cache_max_age": _non_negative_int,
+    "cache_dir": lambda key, value: Path(_text(key, value)) if _text(key, value) else None,
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings) if f.init}
 
@@ -202,13 +204,15 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(_CHECKS)}")
 
     values = {key: _CHECKS[key](key, value) for key, value in raw.items()}
-    if "items_dir" in values:
-        values["items_dir"] = path.parent / values["items_dir"]
+    for key in ("items_dir", "cache_dir"):
+        if values.get(key) is not None:
+            values[key] = path.parent / values[key]
     for key, check in _CHECKS.items():
         env_value = environ.get(ENV_PREFIX + key.upper())
         if env_value is not None:
             values[key] = check(ENV_PREFIX + key.upper(), env_value)
-            if key == "items_dir":
+            if key in ("items_dir", "cache_dir") and values[key] is not None:
                 values[key] = cwd / values[key]
     values.setdefault("items_dir", (path.parent if path.is_file() else cwd) / "items")
+    values.setdefault("cache_dir", values["items_dir"].parent / ".feedsvc-cache")
     return Settings(**values)

@@ -168,7 +168,8 @@ def _parse_when(text: str, zone: ZoneInfo, day: date) -> datetime:
         when = _parse_loose(text, day)
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
-    return when
+    # One representation for every date: the site's zone (the instant is unchanged).
+    return when.astimezone(zone)
 
 
 def _parse_loose(text: str, day: date) -> datetime:

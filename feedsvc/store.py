@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedsvc import itemfile, weekly
+from feedsvc.cache import Cache
 from feedsvc.config import Settings
 from feedsvc.model import (
     RESERVED_NAMES,
@@ -79,6 +80,8 @@ class Store:
         self._reload_lock = threading.Lock()
         self._content_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self.cache = Cache(settings.cache_dir, settings)
+        self._parsed_now: list[tuple[str, int, int, ParsedFile, Intro | None]] = []
 
     # -- reading -------------------------------------------------------------------------
 
@@ -131,6 +134,8 @@ class Store:
                 seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
                 if progress is not None:
                     progress(done, len(changed))
+            self.cache.store_parsed(self._parsed_now)
+            self._parsed_now = []
             self._seen, self._scan_problems = seen, tuple(problems)
             snapshot = self._snapshot = self._build()
             if changed or removed or self.reloads == 0:
@@ -159,6 +164,9 @@ class Store:
         return listed, problems
 
     def _parse(self, entry: _Entry, stat: os.stat_result, old: _Seen | None) -> _Seen:
+        cached = self.cache.parsed(entry.path, stat.st_size, stat.st_mtime_ns)
+        if cached is not None:
+            return _Seen(stat.st_size, stat.st_mtime_ns, *cached)
         try:
             with (self.root / entry.path).open("rb") as handle:
                 data = handle.read(itemfile.MAX_FILE_BYTES + 1)
@@ -181,6 +189,7 @@ class Store:
                 parsed = ParsedFile(last_good, (*parsed.problems, note))
         for problem in parsed.problems:
             log.warning("%s", problem)
+        self._parsed_now.append((entry.path, stat.st_size, stat.st_mtime_ns, parsed, intro))
         return _Seen(stat.st_size, stat.st_mtime_ns, parsed, intro)
 
     def _walk(self) -> Iterator[_Entry]:
@@ -285,9 +294,12 @@ class Store:
             if cached is not None:
                 self._contents.move_to_end(key)
                 return cached
-        content = itemfile.render_body(item, self._read_version(item.source.path,
-                                                                item.source.digest),
-                                       self.settings.base_url)  # fmt: skip
+        content = self.cache.content(item.source.digest, item.path)
+        if content is None:
+            data, current = self._read_version(item.source.path, item.source.digest)
+            content = itemfile.render_body(item, data, self.settings.base_url)
+            if current:  # never file a newer body under an older version's digest
+                self.cache.store_content(item.source.digest, item.path, content)
         with self._content_lock:
             self._contents[key] = content
             while len(self._contents) > CONTENT_CACHE_SIZE:
@@ -295,20 +307,24 @@ class Store:
         return content
 
     def intro_of(self, intro: Intro) -> str:
-        data = self._read_version(intro.source.path, intro.source.digest)
+        data, _ = self._read_version(intro.source.path, intro.source.digest)
         base = f"{self.settings.base_url}/weekly/{intro.week}"
         return itemfile.render_markup(itemfile.body_of(data), "markdown", base)
 
-    def _read_version(self, path: str, digest: str) -> bytes:
-        """A file's bytes; if it changed since the scan, the newer bytes (a reload follows)."""
+    def _read_version(self, path: str, digest: str) -> tuple[bytes, bool]:
+        """A file's bytes, and whether they are still the version scanned (`digest`).
+
+        If the file changed since the scan, its newer bytes: a reload follows.
+        """
         try:
             data = (self.root / path).read_bytes()
         except OSError as error:
             log.warning("%s: cannot read the body: %s", path, error.strerror)
-            return b""
+            return b"", False
         if itemfile.digest(data) != digest:
             log.info("%s changed since the last scan; rendering its newer body", path)
-        return data
+            return data, False
+        return data, True
 
 
 def _newest_first(item: Item) -> tuple[datetime, datetime, str]:

@@ -260,11 +260,12 @@ def test_very_long_title_is_shortened_with_a_warning() -> None:
         ),
         pytest.param("2020-01-15 10:00", "2020-01-15T10:00:00+01:00", id="naive-iso-winter-time"),
         pytest.param("2020-09-30", "2020-09-30T00:00:00+02:00", id="date-only-midnight-site-time"),
+        # An explicit offset fixes the instant; every date is then shown in site time.
         pytest.param(
-            "2020-09-30T10:00:00+05:30", "2020-09-30T10:00:00+05:30", id="explicit-offset-kept"
+            "2020-09-30T10:00:00+05:30", "2020-09-30T06:30:00+02:00", id="explicit-offset-honoured"
         ),
-        pytest.param("2020-09-30T08:00:00Z", "2020-09-30T08:00:00+00:00", id="z-is-utc"),
-        pytest.param("2020-09-30 10:00 UTC", "2020-09-30T10:00:00+00:00", id="utc-name"),
+        pytest.param("2020-09-30T08:00:00Z", "2020-09-30T10:00:00+02:00", id="z-is-utc"),
+        pytest.param("2020-09-30 10:00 UTC", "2020-09-30T12:00:00+02:00", id="utc-name"),
         pytest.param(
             "Wed, 30 Sep 2020 10:00:00 +0200", "2020-09-30T10:00:00+02:00", id="rfc-2822"
         ),

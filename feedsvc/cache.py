@@ -1,0 +1,221 @@
+"""A persistent cache (SQLite) that makes a restart cheap: parsed front matter per file
+version, and rendered bodies per content digest.
+
+Entries are keyed by what decides them: a parsed file by path, size and mtime; a body by
+the file's content digest and its page. The whole cache is dropped when its fingerprint
+changes (feedsvc's version, the sanitiser's rules, or a setting that parsing or
+rendering reads). A cache that cannot be opened or read is rebuilt, never trusted; all
+values are JSON, never pickles, so a tampered cache file cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import markdown_it
+
+from feedsvc import __version__, sanitize
+from feedsvc.config import Settings
+from feedsvc.model import Content, Intro, Item, ParsedFile, Problem, Source
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "feedsvc-cache.sqlite3"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parsed (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS content (
+    digest TEXT NOT NULL, page TEXT NOT NULL, html TEXT NOT NULL, summary TEXT NOT NULL,
+    PRIMARY KEY (digest, page)
+);
+"""
+
+
+def fingerprint(settings: Settings) -> str:
+    """Everything a cached value depends on besides the file itself."""
+    parts = (
+        __version__,
+        sanitize.RULES_VERSION,
+        markdown_it.__version__,
+        settings.base_url,
+        settings.timezone,
+        settings.author,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+# -- JSON codec for parse results ----------------------------------------------------------
+
+
+def _source(data: dict[str, Any]) -> Source:
+    return Source(**data)
+
+
+def encode(parsed: ParsedFile, intro: Intro | None) -> str:
+    def item(value: Item) -> dict[str, Any]:
+        return {
+            "category": value.category,
+            "slug": value.slug,
+            "file_date": value.file_date.isoformat(),
+            "title": value.title,
+            "published": value.published.isoformat(),
+            "updated": value.updated.isoformat(),
+            "author": value.author,
+            "tags": list(value.tags),
+            "summary": value.summary,
+            "link": value.link,
+            "id": value.id,
+            "image": value.image,
+            "draft": value.draft,
+            "source": _fields(value.source),
+        }
+
+    return json.dumps(
+        {
+            "item": item(parsed.item) if parsed.item else None,
+            "problems": [_fields(p) for p in parsed.problems],
+            "intro": {
+                "week": intro.week,
+                "title": intro.title,
+                "source": _fields(intro.source),
+            }
+            if intro
+            else None,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _fields(value: Source | Problem) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in value.__slots__}
+
+
+def decode(text: str, zone: ZoneInfo) -> tuple[ParsedFile, Intro | None]:
+    """The inverse of `encode`; datetimes come back in the site's zone, as parsed."""
+    data = json.loads(text)
+    item = None
+    if data["item"] is not None:
+        raw = data["item"]
+        item = Item(
+            **{
+                **raw,
+                "file_date": date.fromisoformat(raw["file_date"]),
+                "published": datetime.fromisoformat(raw["published"]).astimezone(zone),
+                "updated": datetime.fromisoformat(raw["updated"]).astimezone(zone),
+                "tags": tuple(raw["tags"]),
+                "source": _source(raw["source"]),
+            }
+        )
+    problems = tuple(Problem(**p) for p in data["problems"])
+    intro = None
+    if data["intro"] is not None:
+        raw = data["intro"]
+        intro = Intro(raw["week"], raw["title"], _source(raw["source"]))
+    return ParsedFile(item, problems), intro
+
+
+class Cache:
+    """One SQLite file shared by every worker (WAL mode); a no-op when `folder` is None."""
+
+    def __init__(self, folder: Path | None, settings: Settings) -> None:
+        self.zone = settings.zone
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if folder is not None:
+            self._db = self._open(folder / FILE_NAME, fingerprint(settings))
+
+    def _open(self, path: Path, expected: str) -> sqlite3.Connection | None:
+        for attempt in (1, 2):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+                if row is None or row[0] != expected:
+                    with db:
+                        db.execute("DELETE FROM parsed")
+                        db.execute("DELETE FROM content")
+                        db.execute(
+                            "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (expected,)
+                        )
+                return db
+            except sqlite3.Error as error:
+                log.warning("cache %s unusable (%s); %s", path, error,
+                            "rebuilding it" if attempt == 1 else "running without it")  # fmt: skip
+                for stale in (
+                    path,
+                    path.with_name(path.name + "-wal"),
+                    path.with_name(path.name + "-shm"),
+                ):
+                    stale.unlink(missing_ok=True)
+            except OSError as error:
+                log.warning(
+                    "cache folder %s unusable (%s); running without it", path.parent, error
+                )
+                return None
+        return None
+
+    def _run(self, query: str, arguments: tuple[Any, ...] = ()) -> list[Any]:
+        if self._db is None:
+            return []
+        try:
+            with self._lock:
+                return self._db.execute(query, arguments).fetchall()
+        except sqlite3.Error as error:
+            log.warning("cache read failed (%s); running without it", error)
+            self._db = None
+            return []
+
+    def parsed(
+        self, path: str, size: int, mtime_ns: int
+    ) -> tuple[ParsedFile, Intro | None] | None:
+        rows = self._run(
+            "SELECT data FROM parsed WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (path, size, mtime_ns),
+        )
+        if not rows:
+            return None
+        try:
+            return decode(rows[0][0], self.zone)
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
+            return None
+
+    def store_parsed(self, rows: list[tuple[str, int, int, ParsedFile, Intro | None]]) -> None:
+        if self._db is None or not rows:
+            return
+        values = [(path, size, mtime, encode(p, i)) for path, size, mtime, p, i in rows]
+        self._write("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)", values)
+
+    def content(self, digest: str, page: str) -> Content | None:
+        rows = self._run(
+            "SELECT html, summary FROM content WHERE digest = ? AND page = ?", (digest, page)
+        )
+        return Content(rows[0][0], rows[0][1]) if rows else None
+
+    def store_content(self, digest: str, page: str, content: Content) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?)",
+            [(digest, page, content.html, content.summary)],
+        )
+
+    def _write(self, query: str, values: list[tuple[Any, ...]]) -> None:
+        if self._db is None:
+            return
+        try:
+            with self._lock, self._db:
+                self._db.executemany(query, values)
+        except sqlite3.Error as error:  # e.g. another worker holds the lock too long
+            log.warning("cache write failed (%s); continuing without writing", error)

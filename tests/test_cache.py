@@ -1,0 +1,224 @@
+"""The cost model (DESIGN §Cost model) and the persistent cache that makes restarts cheap."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from feedsvc import cache as cache_module
+from feedsvc.cache import FILE_NAME, Cache, decode, encode
+from feedsvc.config import Settings
+from feedsvc.itemfile import parse_item
+from feedsvc.model import Content, FeedKey
+from feedsvc.store import Store
+from tests.conftest import Site
+
+
+def cached_settings(site: Site, **overrides: object) -> Settings:
+    return site.settings(cache_dir=site.root / "cache", **overrides)
+
+
+def feed_bytes(store: Store, url_name: str = "all", fmt: str = "atom") -> bytes:
+    from feedsvc import render
+
+    document = render.feed_document(store.snapshot(), FeedKey(url_name, fmt), store.settings)  # type: ignore[arg-type]
+    assert document is not None
+    return document.body
+
+
+def populate(site: Site, count: int = 20) -> None:
+    for n in range(count):
+        site.write_item(
+            "news",
+            f"2020-09-{n % 28 + 1:02d}-story-{n}.md",
+            {"title": f"Story {n}", "tags": ["a", "b"]},
+            body=f"Body {n} with a [link](../x) and <script>bad()</script>.",
+        )
+    site.write("_weekly/2020-W40.md", "---\ntitle: Intro\n---\nHello.")
+
+
+def test_a_reload_after_touching_one_file_reparses_one_file(site: Site) -> None:
+    populate(site)
+    store = Store(site.settings(), site.clock)
+    store.reload()
+    assert store.parse_count == 21
+    path = site.items / "news" / "2020-09-01-story-0.md"
+    path.write_text(path.read_text() + "\nMore.")
+    store.reload()
+    assert store.parse_count == 22
+    store.reload()
+    assert store.parse_count == 22
+
+
+def test_a_reload_with_nothing_changed_keeps_the_snapshot_and_its_rendered_bytes(
+    site: Site,
+) -> None:
+    populate(site)
+    store = Store(site.settings(), site.clock)
+    first = store.reload()
+    feed_bytes(store)
+    assert store.reload() is first
+    assert first.renders[FeedKey("all", "atom")] == 1
+
+
+def test_bodies_are_rendered_only_for_items_that_are_shown(site: Site) -> None:
+    populate(site, 30)
+    store = Store(site.settings(feed_size=5, weekly_size=1), site.clock)
+    store.reload()
+    rendered: list[str] = []
+    original = store.content_of
+
+    def counting(item):  # type: ignore[no-untyped-def]
+        rendered.append(item.source.path)
+        return original(item)
+
+    snapshot = store.snapshot()
+    object.__setattr__(snapshot, "content_of", counting)
+    feed_bytes(store, "news")
+    assert len(rendered) == 5
+
+
+def test_a_warm_restart_parses_nothing_and_serves_the_same_bytes(site: Site) -> None:
+    populate(site)
+    cold = Store(cached_settings(site), site.clock)
+    cold.reload()
+    cold_bytes = {fmt: feed_bytes(cold, "all", fmt) for fmt in ("atom", "rss", "json")}
+    weekly_cold = feed_bytes(cold, "weekly")
+    warm = Store(cached_settings(site), site.clock)
+    warm.reload()
+    assert warm.parse_count == 0
+    assert {fmt: feed_bytes(warm, "all", fmt) for fmt in ("atom", "rss", "json")} == cold_bytes
+    assert feed_bytes(warm, "weekly") == weekly_cold
+    assert warm.snapshot().problems == cold.snapshot().problems
+
+
+def test_bodies_come_from_the_cache_after_a_restart(site: Site) -> None:
+    populate(site, 3)
+    first = Store(cached_settings(site), site.clock)
+    first.reload()
+    feed_bytes(first)
+    second = Store(cached_settings(site), site.clock)
+    snapshot = second.reload()
+    item = snapshot.items[0]
+    (site.items / item.source.path).unlink()  # the body can no longer be read from disk
+    assert "Body" in second.content_of(item).html
+
+
+def test_a_change_of_content_is_parsed_again(site: Site) -> None:
+    populate(site, 2)
+    Store(cached_settings(site), site.clock).reload()
+    path = site.items / "news" / "2020-09-01-story-0.md"
+    path.write_text("---\ntitle: Changed title\n---\nNew body.")
+    os.utime(path, ns=(1, 1))
+    store = Store(cached_settings(site), site.clock)
+    snapshot = store.reload()
+    assert store.parse_count == 1
+    assert "Changed title" in [i.title for i in snapshot.items]
+    changed = next(i for i in snapshot.items if i.title == "Changed title")
+    assert "New body." in store.content_of(changed).html
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("RULES_VERSION", "different-sanitiser-rules"),
+        ("__version__", "99.0"),
+    ],
+)
+def test_a_change_of_rules_or_version_drops_the_cache(
+    site: Site, monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    populate(site, 3)
+    first = Store(cached_settings(site), site.clock)
+    first.reload()
+    feed_bytes(first)
+    target = cache_module.sanitize if setting == "RULES_VERSION" else cache_module
+    monkeypatch.setattr(target, setting, value)
+    second = Store(cached_settings(site), site.clock)
+    second.reload()
+    assert second.parse_count == 4
+    item = second.snapshot().items[0]
+    assert second.cache.content(item.source.digest, item.path) is None
+
+
+def test_a_change_of_settings_that_parsing_reads_drops_the_cache(site: Site) -> None:
+    populate(site, 3)
+    Store(cached_settings(site), site.clock).reload()
+    moved = Store(cached_settings(site, base_url="https://moved.example.org"), site.clock)
+    snapshot = moved.reload()
+    assert moved.parse_count == 4
+    assert snapshot.items[0].id.startswith("tag:moved.example.org,")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-schema", "bad-row"])
+def test_a_corrupt_cache_is_rebuilt_never_trusted(site: Site, damage: str) -> None:
+    populate(site, 3)
+    first = Store(cached_settings(site), site.clock)
+    first.reload()
+    expected = feed_bytes(first)
+    path = site.root / "cache" / FILE_NAME
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "wrong-schema":
+        path.unlink()
+        for stale in path.parent.glob(FILE_NAME + "-*"):
+            stale.unlink()
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE parsed (nonsense TEXT)")
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE parsed SET data = '{\"item\": 5}'")
+    store = Store(cached_settings(site), site.clock)
+    store.reload()
+    assert feed_bytes(store) == expected
+    assert len(store.snapshot().items) == 3
+
+
+def test_a_missing_cache_folder_is_created(site: Site) -> None:
+    populate(site, 1)
+    settings = site.settings(cache_dir=site.root / "deep" / "cache")
+    Store(settings, site.clock).reload()
+    assert (site.root / "deep" / "cache" / FILE_NAME).exists()
+
+
+def test_an_unwritable_cache_folder_is_not_fatal(site: Site) -> None:
+    populate(site, 1)
+    blocker = site.root / "file-not-folder"
+    blocker.write_text("x")
+    store = Store(site.settings(cache_dir=blocker / "cache"), site.clock)
+    assert len(store.reload().items) == 1
+
+
+def test_the_codec_round_trips_every_field(site: Site) -> None:
+    settings = site.settings(timezone="Europe/Paris")
+    data = (
+        b"---\ntitle: T\ndate: 2020-10-25 02:30\nupdated: 2020-10-26T01:00:00Z\n"
+        b"tags: [x]\nsummary: S\nlink: https://x.example\nimage: /i.png\nunknown: 1\n---\nB"
+    )
+    parsed = parse_item("news/2020-10-25-t.md", data, settings, 7)
+    again, intro = decode(encode(parsed, None), settings.zone)
+    assert again == parsed
+    assert intro is None
+    assert again.item is not None and parsed.item is not None
+    assert again.item.published.tzinfo == parsed.item.published.tzinfo
+    assert again.item.published.fold == parsed.item.published.fold
+
+
+def test_content_round_trips(site: Site) -> None:
+    cache = Cache(site.root / "c", site.settings())
+    cache.store_content("d1", "/items/a/b", Content("<p>x</p>", "x"))
+    assert cache.content("d1", "/items/a/b") == Content("<p>x</p>", "x")
+    assert cache.content("d1", "/items/a/c") is None
+
+
+def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:
+    from feedsvc.config import load_settings
+
+    assert load_settings(environ={}, cwd=tmp_path).cache_dir == tmp_path / ".feedsvc-cache"
+    off = load_settings(environ={"FEEDSVC_CACHE_DIR": ""}, cwd=tmp_path)
+    assert off.cache_dir is None

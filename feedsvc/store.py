@@ -59,9 +59,10 @@ class _Seen:
 class _Entry:
     """One directory entry the scan found: an item file, an intro, or a problem."""
 
-    path: str
+    path: str  # relative to the items folder, with "/"
     kind: str  # "item", "intro" or "problem"
     problem: Problem | None = None
+    full: str = ""  # the path to open
 
 
 class Store:
@@ -158,7 +159,7 @@ class Store:
                 problems.append(entry.problem)
                 continue
             try:
-                listed.append((entry, (self.root / entry.path).stat()))
+                listed.append((entry, os.stat(entry.full)))
             except OSError:
                 continue  # deleted between listing and stat
         return listed, problems
@@ -168,7 +169,7 @@ class Store:
         if cached is not None:
             return _Seen(stat.st_size, stat.st_mtime_ns, *cached)
         try:
-            with (self.root / entry.path).open("rb") as handle:
+            with open(entry.full, "rb") as handle:
                 data = handle.read(itemfile.MAX_FILE_BYTES + 1)
         except OSError as error:
             problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
@@ -231,13 +232,14 @@ class Store:
             path = f"{folder.name}/{entry.name}"
             if itemfile.ignored(entry.name):
                 continue
-            if not _inside(root, entry.path):
+            # Only a link can lead out of a folder that is itself inside (checked above).
+            if entry.is_symlink() and not _inside(root, entry.path):
                 yield _Entry(path, "problem", _outside(path))
             elif entry.is_dir():
                 message = "folders inside a category are not read; move its files up"
                 yield _Entry(path, "problem", Problem(path, None, "warning", message))
             elif entry.is_file():
-                yield _Entry(path, kind)
+                yield _Entry(path, kind, full=entry.path)
 
     # -- building ------------------------------------------------------------------------
 

@@ -38,7 +38,11 @@ CREATE TABLE IF NOT EXISTS content (
     digest TEXT NOT NULL, page TEXT NOT NULL, html TEXT NOT NULL, summary TEXT NOT NULL,
     PRIMARY KEY (digest, page)
 );
+CREATE TABLE IF NOT EXISTS documents (signature TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
+#: Rows kept when the cache is opened; older ones (by insertion) are pruned.
+KEEP_DOCUMENTS = 5_000
+KEEP_CONTENT = 250_000
 
 
 def fingerprint(settings: Settings) -> str:
@@ -131,6 +135,7 @@ class Cache:
         self.zone = settings.zone
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._preloaded: dict[str, tuple[int, int, str]] = {}
         if folder is not None:
             self._db = self._open(folder / FILE_NAME, fingerprint(settings))
 
@@ -143,13 +148,16 @@ class Cache:
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
-                if row is None or row[0] != expected:
-                    with db:
-                        db.execute("DELETE FROM parsed")
-                        db.execute("DELETE FROM content")
+                with db:
+                    if row is None or row[0] != expected:
+                        for table in ("parsed", "content", "documents"):
+                            db.execute(f"DELETE FROM {table}")
                         db.execute(
                             "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (expected,)
                         )
+                    for table, keep in (("documents", KEEP_DOCUMENTS), ("content", KEEP_CONTENT)):
+                        newest = f"SELECT max(rowid) FROM {table}"
+                        db.execute(f"DELETE FROM {table} WHERE rowid <= ({newest}) - ?", (keep,))
                 return db
             except sqlite3.Error as error:
                 log.warning("cache %s unusable (%s); %s", path, error,
@@ -178,17 +186,33 @@ class Cache:
             self._db = None
             return []
 
+    def preload(self) -> None:
+        """Read every parsed row at once: one query is much cheaper than one per file."""
+        rows = self._run("SELECT path, size, mtime_ns, data FROM parsed")
+        self._preloaded = {path: (size, mtime, data) for path, size, mtime, data in rows}
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the preloaded rows, and the stored rows of files that are gone."""
+        gone = [(path,) for path in self._preloaded.keys() - keep]
+        self._preloaded = {}
+        self._write("DELETE FROM parsed WHERE path = ?", gone)
+
     def parsed(
         self, path: str, size: int, mtime_ns: int
     ) -> tuple[ParsedFile, Intro | None] | None:
-        rows = self._run(
-            "SELECT data FROM parsed WHERE path = ? AND size = ? AND mtime_ns = ?",
-            (path, size, mtime_ns),
-        )
-        if not rows:
+        row = self._preloaded.get(path)
+        if row is not None:
+            text = row[2] if row[:2] == (size, mtime_ns) else None
+        else:
+            rows = self._run(
+                "SELECT data FROM parsed WHERE path = ? AND size = ? AND mtime_ns = ?",
+                (path, size, mtime_ns),
+            )
+            text = rows[0][0] if rows else None
+        if text is None:
             return None
         try:
-            return decode(rows[0][0], self.zone)
+            return decode(text, self.zone)
         except (ValueError, KeyError, TypeError) as error:
             log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
             return None
@@ -210,6 +234,13 @@ class Cache:
             "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?)",
             [(digest, page, content.html, content.summary)],
         )
+
+    def document(self, signature: str) -> bytes | None:
+        rows = self._run("SELECT body FROM documents WHERE signature = ?", (signature,))
+        return bytes(rows[0][0]) if rows else None
+
+    def store_document(self, signature: str, body: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO documents VALUES (?, ?)", [(signature, body)])
 
     def _write(self, query: str, values: list[tuple[Any, ...]]) -> None:
         if self._db is None:

@@ -72,12 +72,17 @@ class Item:
     image: str | None
     draft: bool
     source: Source
-    page: str = ""  # the last path segment of the item's page; set by the snapshot builder
+    page: str = ""  # set by the snapshot builder when the slug is taken: "<date>-<slug>"
+
+    @property
+    def page_name(self) -> str:
+        """The last segment of the item's page URL."""
+        return self.page or self.slug
 
     @property
     def path(self) -> str:
         """The item's page, relative to `base_url`."""
-        return f"/items/{self.category}/{self.page or self.slug}"
+        return f"/items/{self.category}/{self.page_name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,8 @@ class Snapshot:
     content_of: Callable[[Item], Content]
     intro_of: Callable[[Intro], str]
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)
+    #: (signature, render) -> bytes: a persistent cache of rendered documents, if any.
+    document_of: Callable[[str, Callable[[], bytes]], bytes] = lambda _, render: render()
     memo: dict[Any, Any] = field(default_factory=dict)
     renders: Counter[Any] = field(default_factory=Counter)
 

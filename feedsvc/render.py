@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.metadata
 import json
 import math
 from collections.abc import Callable
@@ -396,14 +397,43 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
     """One page of one feed in one format, rendered once per snapshot; None if unknown."""
 
     def build() -> Document | None:
-        view = feed_view(snapshot, key.name, settings, key.page)
-        if view is None or key.format not in RENDERERS:
+        found = _sources(snapshot, key.name, settings)
+        last_page = page_count(snapshot, key.name, settings)
+        if found is None or key.format not in RENDERERS or not 1 <= key.page <= last_page:
             return None
-        body = RENDERERS[key.format](view, settings)
-        last_modified = view.updated if view.entries else None
+        size = found[1]
+        shown = found[0][(key.page - 1) * size : key.page * size]
+
+        def render() -> bytes:
+            view = feed_view(snapshot, key.name, settings, key.page)
+            assert view is not None  # the same checks as above
+            return RENDERERS[key.format](view, settings)  # type: ignore[index]
+
+        body = snapshot.document_of(signature(key, last_page, shown, settings), render)
+        last_modified = max((source.updated for source in shown), default=None)
         return make_document(body, key.format, last_modified)
 
     return memoised(snapshot, key, build)
+
+
+def signature(
+    key: FeedKey, last_page: int, shown: tuple[Item, ...] | tuple[Week, ...], settings: Settings
+) -> str:
+    """Everything a feed page's bytes follow from, hashed: its key in a persistent cache.
+
+    Items and weeks are frozen values whose repr holds every field, including each
+    file's content digest; the versions cover the code that turns them into bytes.
+    """
+    parts = (_CODE_VERSIONS, key, last_page, settings, shown)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+_CODE_VERSIONS = (
+    __version__,
+    sanitize.RULES_VERSION,
+    importlib.metadata.version("feedgen"),
+    importlib.metadata.version("markdown-it-py"),
+)
 
 
 def html_path(name: str) -> str:

@@ -83,6 +83,7 @@ class Store:
         self._snapshot: Snapshot | None = None
         self.cache = Cache(settings.cache_dir, settings)
         self._parsed_now: list[tuple[str, int, int, ParsedFile, Intro | None]] = []
+        self._stale_reads = 0  # bodies read from a file newer than its scanned version
 
     # -- reading -------------------------------------------------------------------------
 
@@ -127,6 +128,9 @@ class Store:
             if settle and any(time.time() - s.st_mtime < settle for _, s in changed):
                 return None
             removed = self._seen.keys() - {entry.path for entry, _ in listed}
+            first = not self._seen
+            if first:
+                self.cache.preload()
             same = problems == [*self._scan_problems] and folders_before == self._folders
             if self._snapshot and not (changed or removed) and same:
                 return self._snapshot  # nothing changed: keep the snapshot and its memo
@@ -137,6 +141,8 @@ class Store:
                     progress(done, len(changed))
             self.cache.store_parsed(self._parsed_now)
             self._parsed_now = []
+            if first:
+                self.cache.forget({entry.path for entry, _ in listed})
             self._seen, self._scan_problems = seen, tuple(problems)
             snapshot = self._snapshot = self._build()
             if changed or removed or self.reloads == 0:
@@ -170,7 +176,8 @@ class Store:
             return _Seen(stat.st_size, stat.st_mtime_ns, *cached)
         try:
             with open(entry.full, "rb") as handle:
-                data = handle.read(itemfile.MAX_FILE_BYTES + 1)
+                # Enough to see the file is too large; a 1 MiB buffer per read is not free.
+                data = handle.read(min(stat.st_size, itemfile.MAX_FILE_BYTES) + 1)
         except OSError as error:
             problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
             return _Seen(stat.st_size, stat.st_mtime_ns, ParsedFile(None, (problem,)))
@@ -273,8 +280,9 @@ class Store:
             file_count=len(self._seen),
             changes_at=min(moments) if moments else None,
             content_of=self.content_of,
+            document_of=self.document_of,
             intro_of=self.intro_of,
-            pages={(item.category, item.page): item for item in items if item.published <= now},
+            pages={(i.category, i.page_name): i for i in items if i.published <= now},
         )
 
     def _categories(self, published: Iterable[Item]) -> tuple[Category, ...]:
@@ -308,6 +316,16 @@ class Store:
                 self._contents.popitem(last=False)
         return content
 
+    def document_of(self, signature: str, render: Callable[[], bytes]) -> bytes:
+        """A rendered document from the persistent cache, or rendered now and stored."""
+        body = self.cache.document(signature)
+        if body is None:
+            stale_before = self._stale_reads
+            body = render()
+            if self._stale_reads == stale_before:  # every body read was the version scanned
+                self.cache.store_document(signature, body)
+        return body
+
     def intro_of(self, intro: Intro) -> str:
         data, _ = self._read_version(intro.source.path, intro.source.digest)
         base = f"{self.settings.base_url}/weekly/{intro.week}"
@@ -325,6 +343,7 @@ class Store:
             return b"", False
         if itemfile.digest(data) != digest:
             log.info("%s changed since the last scan; rendering its newer body", path)
+            self._stale_reads += 1
             return data, False
         return data, True
 
@@ -361,11 +380,10 @@ def _with_pages(items: list[Item]) -> list[Item]:
     taken: set[tuple[str, str]] = set()
     result = []
     for item in sorted(items, key=lambda i: (i.file_date, i.source.path)):
-        page = item.slug
-        if (item.category, page) in taken:
-            page = f"{item.file_date.isoformat()}-{item.slug}"
-        taken.add((item.category, page))
-        result.append(dataclasses.replace(item, page=page))
+        if (item.category, item.page_name) in taken:
+            item = dataclasses.replace(item, page=f"{item.file_date.isoformat()}-{item.slug}")
+        taken.add((item.category, item.page_name))
+        result.append(item)
     return result
 
 

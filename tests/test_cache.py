@@ -222,3 +222,29 @@ def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:
     assert load_settings(environ={}, cwd=tmp_path).cache_dir == tmp_path / ".feedsvc-cache"
     off = load_settings(environ={"FEEDSVC_CACHE_DIR": ""}, cwd=tmp_path)
     assert off.cache_dir is None
+
+
+def test_a_warm_restart_serves_rendered_feeds_from_the_cache(site: Site) -> None:
+    populate(site)
+    cold = Store(cached_settings(site), site.clock)
+    cold.reload()
+    expected = {name: feed_bytes(cold, name) for name in ("all", "news", "weekly")}
+    warm = Store(cached_settings(site), site.clock)
+    snapshot = warm.reload()
+
+    def no_rendering(item: object) -> None:
+        raise AssertionError("a cached feed was rendered again")
+
+    object.__setattr__(snapshot, "content_of", no_rendering)
+    assert {name: feed_bytes(warm, name) for name in expected} == expected
+
+
+def test_a_changed_item_is_never_served_from_a_stale_cached_feed(site: Site) -> None:
+    populate(site, 3)
+    first = Store(cached_settings(site), site.clock)
+    first.reload()
+    feed_bytes(first)
+    site.write_item("news", "2020-09-01-story-0.md", {"title": "Renamed story"}, body="New.")
+    second = Store(cached_settings(site), site.clock)
+    second.reload()
+    assert b"Renamed story" in feed_bytes(second)

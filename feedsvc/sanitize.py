@@ -227,8 +227,9 @@ class _FirstParagraph(HTMLParser):
 
 def summarise(clean: str, limit: int = SUMMARY_LENGTH) -> str:
     """The first paragraph of sanitised HTML as plain text, cut near `limit` characters."""
+    end = clean.find("</p>")  # parse no further than needed: a roundup is megabytes long
     parser = _FirstParagraph()
-    parser.feed(clean)
+    parser.feed(clean[: end + 4] if end >= 0 else clean[: limit * 20])
     parser.close()
     text = _SPACE.sub(" ", "".join(parser.paragraph)).strip()
     if not text:

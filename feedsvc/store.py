@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from feedsvc import itemfile, weekly
@@ -109,16 +110,31 @@ class Store:
         assert snapshot is not None  # without a settle time a reload always swaps
         return snapshot
 
-    def reload_settled(self, settle: float, progress: Progress | None = None) -> Snapshot | None:
+    def reload_settled(
+        self, settle: float, progress: Progress | None = None, paths: set[str] | None = None
+    ) -> Snapshot | None:
         """`reload()`, unless a file changed less than `settle` seconds ago: then None.
 
         Such a file may still be being written; waiting for the whole folder to settle
-        publishes a burst of files (a `git pull`) whole, in one snapshot.
+        publishes a burst of files (a `git pull`) whole, in one snapshot. With `paths`
+        (relative, from file events) only those files are looked at, not the folder.
         """
         with self._reload_lock:
             started = time.perf_counter()
             folders_before = self._folders
-            listed, problems = self._list()
+            targeted = self._list_paths(paths) if paths is not None and self._seen else None
+            if targeted is None:
+                listed, problems = self._list()
+                kept_problems: dict[str, Problem] = {}
+                kept_seen: dict[str, _Seen] = {}
+                removed = self._seen.keys() - {entry.path for entry, _ in listed}
+            else:
+                listed, problems, gone = targeted
+                looked_at = {entry.path for entry, _ in listed} | gone | {p.path for p in problems}
+                kept_problems = {p.path: p for p in self._scan_problems if p.path not in looked_at}
+                kept_seen = {p: s for p, s in self._seen.items() if p not in looked_at}
+                removed = gone & self._seen.keys()
+            problems = [*kept_problems.values(), *problems]
             changed = [
                 (entry, stat)
                 for entry, stat in listed
@@ -127,14 +143,16 @@ class Store:
             ]
             if settle and any(time.time() - s.st_mtime < settle for _, s in changed):
                 return None
-            removed = self._seen.keys() - {entry.path for entry, _ in listed}
             first = not self._seen
             if first:
                 self.cache.preload()
+            problems.sort(key=lambda p: (p.path, p.line or 0))
             same = problems == [*self._scan_problems] and folders_before == self._folders
             if self._snapshot and not (changed or removed) and same:
                 return self._snapshot  # nothing changed: keep the snapshot and its memo
-            seen = {e.path: self._seen[e.path] for e, _ in listed if e.path in self._seen}
+            seen = kept_seen | {
+                e.path: self._seen[e.path] for e, _ in listed if e.path in self._seen
+            }
             for done, (entry, stat) in enumerate(changed, 1):
                 seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
                 if progress is not None:
@@ -143,7 +161,8 @@ class Store:
             self._parsed_now = []
             if first:
                 self.cache.forget({entry.path for entry, _ in listed})
-            self._seen, self._scan_problems = seen, tuple(problems)
+            self._seen = seen
+            self._scan_problems = tuple(sorted(problems, key=lambda p: (p.path, p.line or 0)))
             snapshot = self._snapshot = self._build()
             if changed or removed or self.reloads == 0:
                 log.info(
@@ -236,17 +255,43 @@ class Store:
             yield _Entry(folder.name, "problem", Problem(folder.name, None, "error", message))
             return
         for entry in entries:
-            path = f"{folder.name}/{entry.name}"
-            if itemfile.ignored(entry.name):
-                continue
-            # Only a link can lead out of a folder that is itself inside (checked above).
-            if entry.is_symlink() and not _inside(root, entry.path):
-                yield _Entry(path, "problem", _outside(path))
-            elif entry.is_dir():
-                message = "folders inside a category are not read; move its files up"
-                yield _Entry(path, "problem", Problem(path, None, "warning", message))
-            elif entry.is_file():
-                yield _Entry(path, kind, full=entry.path)
+            found = _classify(root, folder.name, kind, entry.name, entry.path,
+                              entry.is_symlink, entry.is_dir, entry.is_file)  # fmt: skip
+            if found is not None:
+                yield found
+
+    def _list_paths(
+        self, paths: set[str]
+    ) -> tuple[list[tuple[_Entry, os.stat_result]], list[Problem], set[str]] | None:
+        """`_list` for a few files named by file events; None when only a full scan will do
+        (a path outside a known folder, such as a new category)."""
+        root = self.root.resolve()
+        listed, problems, gone = [], [], set()
+        for path in paths:
+            folder, _, name = path.partition("/")
+            if "/" in name or not name:
+                return None
+            if folder == INTRO_FOLDER:
+                kind = "intro"
+            elif folder in self._folders:
+                kind = "item"
+            else:
+                return None
+            full = os.path.join(root, folder, name)
+            tests = (
+                partial(test, full) for test in (os.path.islink, os.path.isdir, os.path.isfile)
+            )
+            found = _classify(root, folder, kind, name, full, *tests)
+            try:
+                if found is None:
+                    gone.add(path)
+                elif found.problem is not None:
+                    problems.append(found.problem)
+                else:
+                    listed.append((found, os.stat(full)))
+            except OSError:
+                gone.add(path)
+        return listed, problems, gone
 
     # -- building ------------------------------------------------------------------------
 
@@ -346,6 +391,32 @@ class Store:
             self._stale_reads += 1
             return data, False
         return data, True
+
+
+def _classify(
+    root: Path,
+    folder: str,
+    kind: str,
+    name: str,
+    full: str,
+    is_symlink: Callable[[], bool],
+    is_dir: Callable[[], bool],
+    is_file: Callable[[], bool],
+) -> _Entry | None:
+    """What one name in a category (or the intro) folder is: a file to read, a problem, or
+    nothing (an editor leftover, or gone). The scan and file events share this rule."""
+    path = f"{folder}/{name}"
+    if itemfile.ignored(name):
+        return None
+    # Only a link can lead out of a folder that is itself inside (checked by the scan).
+    if is_symlink() and not _inside(root, full):
+        return _Entry(path, "problem", _outside(path))
+    if is_dir():
+        message = "folders inside a category are not read; move its files up"
+        return _Entry(path, "problem", Problem(path, None, "warning", message))
+    if is_file():
+        return _Entry(path, kind, full=full)
+    return None
 
 
 def _newest_first(item: Item) -> tuple[datetime, datetime, str]:

@@ -9,6 +9,7 @@ Its interval grows with the cost of a scan, so a large folder is not scanned hot
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -25,18 +26,46 @@ SETTLE = 1.0  # a file changed more recently than this may still be being writte
 MAX_SETTLE_WAIT = 5.0  # after this long, publish what has settled even if writes go on
 RESCAN_MIN, RESCAN_MAX = 2.0, 60.0
 RESCAN_COST_FACTOR = 50  # re-scan at most every 50 x the last scan's duration (<= 2% busy)
+MAX_TARGETED = 2_000  # more changed files than this in one burst: scan the folder instead
 
 #: Event kinds that can change what is published; opening and reading a file cannot.
 _CHANGES = {"created", "deleted", "modified", "moved", "closed"}
 
 
-class _Wake(FileSystemEventHandler):
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+class _Changes(FileSystemEventHandler):
+    """Collects the files that events name; a folder event asks for a full scan."""
+
+    def __init__(self, root: str, wake: threading.Event) -> None:
+        self.root = root
+        self.wake = wake
+        self.lock = threading.Lock()
+        self.paths: set[str] | None = set()  # None: scan everything
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in _CHANGES:
-            self.event.set()
+        if event.event_type not in _CHANGES:
+            return
+        if event.is_directory and event.event_type == "modified":
+            return  # its files' own events say what changed
+        with self.lock:
+            if event.is_directory:
+                self.paths = None
+            elif self.paths is not None:
+                for path in (event.src_path, getattr(event, "dest_path", "")):
+                    if path:
+                        self.paths.add(os.path.relpath(os.fsdecode(path), self.root))
+                if len(self.paths) > MAX_TARGETED:
+                    self.paths = None
+        self.wake.set()
+
+    def take(self) -> set[str] | None:
+        with self.lock:
+            paths, self.paths = self.paths, set()
+        return paths
+
+    def give_back(self, paths: set[str] | None) -> None:
+        """Paths not reloaded yet (their files had not settled) wait for the next try."""
+        with self.lock:
+            self.paths = None if paths is None or self.paths is None else self.paths | paths
 
 
 class Watcher:
@@ -45,6 +74,7 @@ class Watcher:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._changed = threading.Event()
+        self._changes = _Changes(str(store.root.resolve()), self._changed)
         self._stop = threading.Event()
         self._rescan_every = RESCAN_MIN
         self._thread: threading.Thread | None = None
@@ -53,7 +83,7 @@ class Watcher:
     def start(self) -> Watcher:
         observer = Observer()
         try:
-            observer.schedule(_Wake(self._changed), str(self.store.root), recursive=True)
+            observer.schedule(self._changes, str(self.store.root), recursive=True)
             observer.daemon = True
             observer.start()
             self._observer = observer
@@ -76,9 +106,12 @@ class Watcher:
         while not self._stop.is_set():
             if self._changed.wait(self._rescan_every):
                 self._quiet()
+                paths = self._changes.take()
+            else:
+                paths = None  # the periodic safety re-scan looks at everything
             if self._stop.is_set():
                 return
-            self._reload()
+            self._reload(paths)
 
     def _quiet(self) -> None:
         """Debounce: wait until no event has come for DEBOUNCE seconds."""
@@ -86,15 +119,23 @@ class Watcher:
         while self._changed.wait(DEBOUNCE) and not self._stop.is_set():
             self._changed.clear()
 
-    def _reload(self) -> None:
+    def _reload(self, paths: set[str] | None) -> None:
         waited = 0.0
         started = time.perf_counter()
         try:
-            while self.store.reload_settled(SETTLE if waited < MAX_SETTLE_WAIT else 0) is None:
+            while True:
+                settle = SETTLE if waited < MAX_SETTLE_WAIT else 0
+                if self.store.reload_settled(settle, paths=paths) is not None:
+                    break
                 if self._stop.wait(SETTLE / 2):
                     return
                 waited += SETTLE / 2
+                # Events that came meanwhile join this reload, so a burst stays whole.
+                more = self._changes.take()
+                paths = None if paths is None or more is None else paths | more
         except Exception:  # a reload must never kill the thread that keeps feeds fresh
             log.exception("reload failed; the previous snapshot stays published")
-        cost = time.perf_counter() - started - waited
-        self._rescan_every = min(RESCAN_MAX, max(RESCAN_MIN, cost * RESCAN_COST_FACTOR))
+            self._changes.give_back(paths)
+        if paths is None:  # the cost of a full scan spaces the periodic re-scans
+            cost = time.perf_counter() - started - waited
+            self._rescan_every = min(RESCAN_MAX, max(RESCAN_MIN, cost * RESCAN_COST_FACTOR))

@@ -248,3 +248,61 @@ def test_a_changed_item_is_never_served_from_a_stale_cached_feed(site: Site) -> 
     second = Store(cached_settings(site), site.clock)
     second.reload()
     assert b"Renamed story" in feed_bytes(second)
+
+
+def test_a_reload_for_named_files_looks_at_those_files_only(site: Site) -> None:
+    populate(site, 10)
+    store = Store(site.settings(), site.clock)
+    store.reload()
+    site.write_item("news", "2020-09-30-new.md", {"title": "New"})
+    (site.items / "news" / "2020-09-01-story-0.md").unlink()
+    # A change the events did not name is not looked at by a targeted reload...
+    site.write_item("news", "2020-09-02-story-1.md", {"title": "Unnamed edit"}, body="x" * 50)
+    snapshot = store.reload_settled(
+        0, paths={"news/2020-09-30-new.md", "news/2020-09-01-story-0.md"}
+    )
+    assert snapshot is not None
+    titles = {item.title for item in snapshot.items}
+    assert "New" in titles
+    assert "Story 0" not in titles
+    assert "Unnamed edit" not in titles
+    assert store.parse_count == 12
+    # ...and the periodic full scan catches it.
+    assert "Unnamed edit" in {item.title for item in store.reload().items}
+
+
+@pytest.mark.parametrize(
+    ("path", "setup"),
+    [
+        pytest.param("tech/2020-09-30-chip.md", "new-category", id="new-category-folder"),
+        pytest.param("stray.md", "root-file", id="file-outside-a-category"),
+        pytest.param("news/deeper/2020-09-30-x.md", "nested", id="nested-folder"),
+    ],
+)
+def test_named_files_outside_known_folders_fall_back_to_a_full_scan(
+    site: Site, path: str, setup: str
+) -> None:
+    populate(site, 2)
+    store = Store(site.settings(), site.clock)
+    store.reload()
+    site.write(path, "---\ntitle: Elsewhere\n---\nBody.")
+    snapshot = store.reload_settled(0, paths={path})
+    assert snapshot is not None
+    problems = {p.path for p in snapshot.problems}
+    if setup == "new-category":
+        assert "Elsewhere" in {item.title for item in snapshot.items}
+    else:
+        assert path.split("/")[0] in {p.split("/")[0] for p in problems}
+
+
+def test_a_named_symlink_out_of_the_folder_is_refused(site: Site) -> None:
+    populate(site, 1)
+    store = Store(site.settings(), site.clock)
+    store.reload()
+    secret = site.root / "secret.md"
+    secret.write_text("---\ntitle: Secret\n---\nNo.")
+    (site.items / "news" / "2020-09-30-link.md").symlink_to(secret)
+    snapshot = store.reload_settled(0, paths={"news/2020-09-30-link.md"})
+    assert snapshot is not None
+    assert "Secret" not in {item.title for item in snapshot.items}
+    assert any("outside the items folder" in p.message for p in snapshot.problems)

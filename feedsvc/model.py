@@ -167,7 +167,7 @@ class Snapshot:
     changes_at: datetime | None  # next time the published set changes without a file event
     content_of: Callable[[Item], Content]
     intro_of: Callable[[Intro], str]
-    pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)
+    pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
     #: (signature, render) -> bytes: a persistent cache of rendered documents, if any.
     document_of: Callable[[str, Callable[[], bytes]], bytes] = lambda _, render: render()
     memo: dict[Any, Any] = field(default_factory=dict)
@@ -178,6 +178,11 @@ class Snapshot:
             if category.slug == slug:
                 return category
         return None
+
+    def page(self, category: str, name: str) -> Item | None:
+        """The item published at /items/<category>/<name>, if any (not yet a scheduled one)."""
+        item = self.pages.get((category, name))
+        return item if item is not None and item.published <= self.now else None
 
     def week(self, name: str) -> Week | None:
         for week in self.weeks:

@@ -25,8 +25,9 @@ def urls(snapshot: Snapshot, store: Store) -> Iterator[str]:
                 yield f"/feeds/{name}.{format}" + (f"?page={page}" if page > 1 else "")
     for category in snapshot.categories:
         yield f"/categories/{category.slug}"
-    for item in snapshot.pages.values():
-        yield item.path
+    for folder, name in snapshot.pages:
+        if snapshot.page(folder, name) is not None:
+            yield f"/items/{folder}/{name}"
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
         yield week.path

@@ -14,17 +14,17 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from feedsvc import itemfile, weekly
+from feedsvc import itemfile
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
+from feedsvc.index import Index
 from feedsvc.model import (
     RESERVED_NAMES,
-    Category,
     Content,
     Intro,
     Item,
@@ -82,6 +82,9 @@ class Store:
         self._reload_lock = threading.Lock()
         self._content_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._index = Index(settings)
+        self._file_problems: dict[str, tuple[Problem, ...]] = {}
+        self._intros: dict[str, Intro] = {}  # path -> intro
         self.cache = Cache(settings.cache_dir, settings)
         self._parsed_now: list[tuple[str, int, int, ParsedFile, Intro | None]] = []
         self._stale_reads = 0  # bodies read from a file newer than its scanned version
@@ -126,14 +129,12 @@ class Store:
             if targeted is None:
                 listed, problems = self._list()
                 kept_problems: dict[str, Problem] = {}
-                kept_seen: dict[str, _Seen] = {}
                 removed = self._seen.keys() - {entry.path for entry, _ in listed}
             else:
                 listed, problems, gone = targeted
                 looked_at = {entry.path for entry, _ in listed} | gone | {p.path for p in problems}
                 kept_problems = {p.path: p for p in self._scan_problems if p.path not in looked_at}
-                kept_seen = {p: s for p, s in self._seen.items() if p not in looked_at}
-                removed = gone & self._seen.keys()
+                removed = (gone | {p.path for p in problems}) & self._seen.keys()
             problems = [*kept_problems.values(), *problems]
             changed = [
                 (entry, stat)
@@ -150,13 +151,14 @@ class Store:
             same = problems == [*self._scan_problems] and folders_before == self._folders
             if self._snapshot and not (changed or removed) and same:
                 return self._snapshot  # nothing changed: keep the snapshot and its memo
-            seen = kept_seen | {
-                e.path: self._seen[e.path] for e, _ in listed if e.path in self._seen
-            }
+            seen = dict(self._seen)
+            for path in removed:
+                del seen[path]
             for done, (entry, stat) in enumerate(changed, 1):
                 seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
                 if progress is not None:
                     progress(done, len(changed))
+            self._index_changes(seen, {entry.path for entry, _ in changed}, removed)
             self.cache.store_parsed(self._parsed_now)
             self._parsed_now = []
             if first:
@@ -295,48 +297,41 @@ class Store:
 
     # -- building ------------------------------------------------------------------------
 
-    def _build(self) -> Snapshot:
-        now = self.clock()
-        problems = list(self._scan_problems)
-        items: list[Item] = []
-        intros: dict[str, Intro] = {}
-        for _path, seen in sorted(self._seen.items()):
-            problems.extend(seen.parsed.problems)
-            if seen.intro is not None:
-                intros[seen.intro.week] = seen.intro
-            if seen.parsed.item is not None and not seen.parsed.item.draft:
-                items.append(seen.parsed.item)
-        items = _unique_ids(items, problems)
-        items = _with_pages(items)
-        published = sorted(
-            (item for item in items if item.published <= now), key=_newest_first, reverse=True
+    def _index_changes(self, seen: dict[str, _Seen], changed: set[str], removed: set[str]) -> None:
+        """Tell the index, the problem list and the intros what these files now give."""
+        self._index.update(
+            {path: seen[path].parsed.item if path in seen else None for path in changed | removed}
         )
-        scheduled = [item.published for item in items if item.published > now]
-        weeks, current, week_ends = weekly.group_weeks(published, intros, self.settings, now)
-        problems.extend(_orphan_intros(intros, items, self.settings))
-        moments = [*scheduled, *([week_ends] if week_ends else [])]
+        for path in changed | removed:
+            result = seen.get(path)
+            self._file_problems.pop(path, None)
+            self._intros.pop(path, None)
+            if result is not None and result.parsed.problems:
+                self._file_problems[path] = result.parsed.problems
+            if result is not None and result.intro is not None:
+                self._intros[path] = result.intro
+
+    def _build(self) -> Snapshot:
+        """A snapshot of the index at the clock's time: slices, not a pass over every item."""
+        now = self.clock()
+        intros = {intro.week: intro for intro in self._intros.values()}
+        view = self._index.view(now, self._folders, intros)
+        problems = [*self._scan_problems, *view.problems]
+        for file_problems in self._file_problems.values():
+            problems.extend(file_problems)
         return Snapshot(
             now=now,
-            items=tuple(published),
-            categories=self._categories(published),
-            weeks=weeks,
-            current_week=current,
+            items=view.items,
+            categories=view.categories,
+            weeks=view.weeks,
+            current_week=view.current_week,
             problems=tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
             file_count=len(self._seen),
-            changes_at=min(moments) if moments else None,
+            changes_at=view.changes_at,
             content_of=self.content_of,
             document_of=self.document_of,
             intro_of=self.intro_of,
-            pages={(i.category, i.page_name): i for i in items if i.published <= now},
-        )
-
-    def _categories(self, published: Iterable[Item]) -> tuple[Category, ...]:
-        by_slug: dict[str, list[Item]] = {slug: [] for slug in self._folders}
-        for item in published:
-            by_slug.setdefault(item.category, []).append(item)
-        return tuple(
-            Category(slug, self.settings.category_name(slug), tuple(by_slug[slug]))
-            for slug in sorted(by_slug, key=self.settings.category_rank)
+            pages=view.pages,
         )
 
     # -- lazy bodies ---------------------------------------------------------------------
@@ -419,10 +414,6 @@ def _classify(
     return None
 
 
-def _newest_first(item: Item) -> tuple[datetime, datetime, str]:
-    return (item.published, item.updated, item.id)
-
-
 def _inside(root: Path, path: str) -> bool:
     """Whether `path`, with every link followed, is still under `root`."""
     return Path(os.path.realpath(path)).is_relative_to(root)
@@ -430,40 +421,3 @@ def _inside(root: Path, path: str) -> bool:
 
 def _outside(path: str) -> Problem:
     return Problem(path, None, "error", "is a link to outside the items folder; refused")
-
-
-def _unique_ids(items: list[Item], problems: list[Problem]) -> list[Item]:
-    """Keep the first item (by path) for each id; the others are errors."""
-    owners: dict[str, Item] = {}
-    for item in items:
-        owner = owners.setdefault(item.id, item)
-        if owner is not item:
-            message = f"id {item.id!r} is already used by {owner.source.path}; give each its own"
-            problems.append(Problem(item.source.path, None, "error", message))
-    return [item for item in items if owners[item.id] is item]
-
-
-def _with_pages(items: list[Item]) -> list[Item]:
-    """Page names: the slug, or date-slug for a later item that reuses a slug in its category.
-
-    The oldest keeps the plain slug, so adding a newer namesake never moves an old page.
-    """
-    taken: set[tuple[str, str]] = set()
-    result = []
-    for item in sorted(items, key=lambda i: (i.file_date, i.source.path)):
-        if (item.category, item.page_name) in taken:
-            item = dataclasses.replace(item, page=f"{item.file_date.isoformat()}-{item.slug}")
-        taken.add((item.category, item.page_name))
-        result.append(item)
-    return result
-
-
-def _orphan_intros(
-    intros: dict[str, Intro], items: list[Item], settings: Settings
-) -> Iterator[Problem]:
-    zone, starts_on = settings.zone, settings.week_starts_on
-    weeks = {weekly.week_name(i.published.astimezone(zone).date(), starts_on) for i in items}
-    for name, intro in sorted(intros.items()):
-        if name not in weeks:
-            message = f"no items in {name}; this introduction is not shown"
-            yield Problem(intro.source.path, None, "warning", message)

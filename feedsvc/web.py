@@ -133,7 +133,7 @@ def category(slug: str) -> Response:
 @bp.get("/items/<category>/<page>")
 def item(category: str, page: str) -> Response:
     snapshot = store().snapshot()
-    found = snapshot.pages.get((category, page))
+    found = snapshot.page(category, page)
     if found is None:
         abort(404)
     return send_page(

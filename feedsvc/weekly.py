@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta
-from itertools import groupby
 
 from feedsvc.config import Settings
 from feedsvc.itemfile import render_markup
@@ -49,16 +48,35 @@ def group_weeks(
     `weekly_publish = "rolling"`.
     """
 
-    def name_of(item: Item) -> str:
-        return week_name(item.published.astimezone(settings.zone).date(), settings.week_starts_on)
+    groups: dict[str, list[Item]] = {}
+    for item in sorted(items, key=lambda i: (i.published, i.updated, i.id)):
+        groups.setdefault(item_week(item, settings), []).append(item)
+    ordered = ((name, tuple(groups[name])) for name in sorted(groups))
+    return assemble_weeks(ordered, intros, settings, now)
 
+
+def item_week(item: Item, settings: Settings) -> str:
+    """The name of the week an item belongs to, by its publication time in site time."""
+    return week_name(item.published.astimezone(settings.zone).date(), settings.week_starts_on)
+
+
+def assemble_weeks(
+    groups: Iterable[tuple[str, tuple[Item, ...]]],
+    intros: Mapping[str, Intro],
+    settings: Settings,
+    now: datetime,
+) -> tuple[tuple[Week, ...], Week | None, datetime | None]:
+    """`group_weeks` for items already grouped: (week name, published items oldest first),
+    oldest week first; weeks with no items are skipped."""
     published: list[Week] = []
     current: Week | None = None
     ends_at: datetime | None = None
-    for name, group in groupby(sorted(items, key=lambda i: (name_of(i), i.published)), name_of):
+    for name, group in groups:
+        if not group:
+            continue
         start, end = week_bounds(name, settings.week_starts_on)
         closes = week_end(end, settings)
-        week = Week(name, start, end, tuple(group), intros.get(name), complete=now >= closes)
+        week = Week(name, start, end, group, intros.get(name), complete=now >= closes)
         if not week.complete:
             current, ends_at = week, closes
         if week.complete or settings.weekly_publish == "rolling":

@@ -1,0 +1,195 @@
+"""Every item in publication order, by category and by week, kept up to date by deltas.
+
+The store tells the index which files' items changed; the index re-decides only what
+those items touch (their id's owner, their page name, their place in three orders), so
+a change to one file costs work in proportion to that file, not to the folder
+(DESIGN §Cost model). Building a snapshot from the index is then a few slices. Pure: no
+file system, no clock; the time is an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+
+from feedsvc import weekly
+from feedsvc.config import Settings
+from feedsvc.model import Category, Intro, Item, Problem, Week
+
+Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
+
+
+def _key(item: Item) -> Key:
+    return (item.published, item.updated, item.id)
+
+
+class _Ordered:
+    """Items sorted oldest first, with a parallel list of keys for bisecting."""
+
+    __slots__ = ("items", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.items: list[Item] = []
+
+    def add(self, item: Item) -> None:
+        key = _key(item)
+        at = bisect_left(self.keys, key)
+        self.keys.insert(at, key)
+        self.items.insert(at, item)
+
+    def remove(self, item: Item) -> None:
+        at = bisect_left(self.keys, _key(item))
+        del self.keys[at]
+        del self.items[at]
+
+    def published_count(self, now: datetime) -> int:
+        return bisect_right(self.keys, now, key=lambda key: key[0])
+
+    def newest_first(self, now: datetime) -> tuple[Item, ...]:
+        return tuple(self.items[: self.published_count(now)][::-1])
+
+    def oldest_first(self, now: datetime) -> tuple[Item, ...]:
+        return tuple(self.items[: self.published_count(now)])
+
+    def next_after(self, now: datetime) -> datetime | None:
+        at = self.published_count(now)
+        return self.keys[at][0] if at < len(self.keys) else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class View:
+    """What a snapshot takes from the index at one moment."""
+
+    items: tuple[Item, ...]
+    categories: tuple[Category, ...]
+    weeks: tuple[Week, ...]
+    current_week: Week | None
+    changes_at: datetime | None
+    pages: dict[tuple[str, str], Item]
+    problems: tuple[Problem, ...]
+
+
+class Index:
+    """The published order of a store's items; `update` it, then take a `view(now)`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._raw: dict[str, Item] = {}  # path -> item as parsed (no drafts)
+        self._id_paths: dict[str, list[str]] = {}  # id -> paths claiming it, sorted
+        self._slug_paths: dict[tuple[str, str], list[tuple[date, str]]] = {}
+        self._final: dict[str, Item] = {}  # path -> item as published: id owner, page set
+        self._all = _Ordered()
+        self._categories: dict[str, _Ordered] = {}
+        self._weeks: dict[str, _Ordered] = {}
+        self._pages: dict[tuple[str, str], Item] = {}
+        self._duplicates: dict[str, Problem] = {}
+
+    def update(self, changes: Mapping[str, Item | None]) -> None:
+        """Apply new items (or None: gone, draft or broken) for the given file paths."""
+        touched: set[str] = set()
+        for path, item in changes.items():
+            old = self._raw.pop(path, None)
+            if old is not None:
+                touched |= self._leave_groups(path, old)
+            if item is not None and not item.draft:
+                self._raw[path] = item
+                touched |= self._join_groups(path, item)
+            touched.add(path)
+        # An item that gains or loses its id may move its namesakes' pages: add them.
+        for path in list(touched):
+            if (raw := self._raw.get(path)) is not None:
+                touched.update(p for _, p in self._slug_paths[(raw.category, raw.slug)])
+        decided = {path: self._decide(path) for path in touched}
+        moved = {path: new for path, new in decided.items() if new != self._final.get(path)}
+        # Take every moved item out before putting any back: two namesakes may swap pages.
+        for path in moved:
+            if (old := self._final.pop(path, None)) is not None:
+                self._unplace(old)
+        for path, new in moved.items():
+            if new is not None:
+                self._final[path] = new
+                self._place(new)
+
+    def _leave_groups(self, path: str, item: Item) -> set[str]:
+        claimants = self._id_paths[item.id]
+        claimants.remove(path)
+        if not claimants:
+            del self._id_paths[item.id]
+        namesakes = self._slug_paths[(item.category, item.slug)]
+        namesakes.remove((item.file_date, path))
+        if not namesakes:
+            del self._slug_paths[(item.category, item.slug)]
+        return {*claimants, *(p for _, p in namesakes)}
+
+    def _join_groups(self, path: str, item: Item) -> set[str]:
+        claimants = self._id_paths.setdefault(item.id, [])
+        insort(claimants, path)
+        namesakes = self._slug_paths.setdefault((item.category, item.slug), [])
+        insort(namesakes, (item.file_date, path))
+        return {*claimants, *(p for _, p in namesakes)}
+
+    def _decide(self, path: str) -> Item | None:
+        """The item a path publishes: only the first path (by name) with an id, and the
+        oldest item with a slug keeps the plain page name; later namesakes get date-slug."""
+        item = self._raw.get(path)
+        if item is None:
+            self._duplicates.pop(path, None)
+            return None
+        owner = self._id_paths[item.id][0]
+        if owner != path:
+            message = f"id {item.id!r} is already used by {owner}; give each its own"
+            self._duplicates[path] = Problem(path, None, "error", message)
+            return None
+        self._duplicates.pop(path, None)
+        earlier = [
+            p
+            for _, p in self._slug_paths[(item.category, item.slug)]
+            if self._id_paths[self._raw[p].id][0] == p
+        ]
+        page = "" if earlier[0] == path else f"{item.file_date.isoformat()}-{item.slug}"
+        return item if item.page == page else dataclasses.replace(item, page=page)
+
+    def _place(self, item: Item) -> None:
+        self._all.add(item)
+        self._categories.setdefault(item.category, _Ordered()).add(item)
+        self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).add(item)
+        self._pages[(item.category, item.page_name)] = item
+
+    def _unplace(self, item: Item) -> None:
+        self._all.remove(item)
+        self._categories[item.category].remove(item)
+        self._weeks[weekly.item_week(item, self.settings)].remove(item)
+        del self._pages[(item.category, item.page_name)]
+
+    def view(self, now: datetime, folders: Iterable[str], intros: Mapping[str, Intro]) -> View:
+        """The published state at `now`: a few slices of the orders kept above."""
+        settings = self.settings
+        slugs = {*folders, *(c for c, ordered in self._categories.items() if ordered.keys)}
+        categories = tuple(
+            Category(slug, settings.category_name(slug), self._ordered(slug).newest_first(now))
+            for slug in sorted(slugs, key=settings.category_rank)
+        )
+        groups = ((name, self._weeks[name].oldest_first(now)) for name in sorted(self._weeks))
+        weeks, current, week_ends = weekly.assemble_weeks(groups, intros, settings, now)
+        moments = [m for m in (self._all.next_after(now), week_ends) if m is not None]
+        orphans = (
+            Problem(intro.source.path, None, "warning",
+                    f"no items in {name}; this introduction is not shown")
+            for name, intro in intros.items()
+            if not (name in self._weeks and self._weeks[name].keys)
+        )  # fmt: skip
+        return View(
+            items=self._all.newest_first(now),
+            categories=categories,
+            weeks=weeks,
+            current_week=current,
+            changes_at=min(moments) if moments else None,
+            pages=dict(self._pages),
+            problems=(*self._duplicates.values(), *orphans),
+        )
+
+    def _ordered(self, category: str) -> _Ordered:
+        return self._categories.get(category) or _Ordered()

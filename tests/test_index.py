@@ -1,0 +1,110 @@
+"""The incremental index: deltas give the same published state as building from scratch."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from feedsvc.config import Settings
+from feedsvc.index import Index, View
+from feedsvc.itemfile import parse_item
+from feedsvc.model import Item
+
+SETTINGS = Settings(
+    base_url="https://news.example.org", timezone="Europe/Paris", items_dir=Path("items")
+)
+NOW = datetime(2021, 1, 1, tzinfo=UTC)
+
+
+def item(path: str, title: str = "T", **front: str) -> Item:
+    lines = "".join(f"{key}: {value}\n" for key, value in front.items())
+    parsed = parse_item(path, f"---\ntitle: {title}\n{lines}---\nBody.".encode(), SETTINGS)
+    assert parsed.item is not None, parsed.problems
+    return parsed.item
+
+
+def view(index: Index, now: datetime = NOW) -> View:
+    return index.view(now, ["news", "tech"], {})
+
+
+def summary(v: View) -> dict[str, object]:
+    return {
+        "items": [(i.source.path, i.page_name) for i in v.items],
+        "categories": [(c.slug, [i.id for i in c.items]) for c in v.categories],
+        "weeks": [(w.name, [i.id for i in w.items]) for w in v.weeks],
+        "pages": sorted((k, i.id) for k, i in v.pages.items()),
+        "problems": sorted(str(p) for p in v.problems),
+        "changes_at": v.changes_at,
+    }
+
+
+def test_the_first_path_owns_an_id_and_hands_it_on_when_removed() -> None:
+    index = Index(SETTINGS)
+    a = item("news/2020-09-01-a.md", id="tag:x,2020:same")
+    b = item("news/2020-09-02-b.md", id="tag:x,2020:same")
+    index.update({a.source.path: a, b.source.path: b})
+    first = view(index)
+    assert [i.source.path for i in first.items] == ["news/2020-09-01-a.md"]
+    assert [p.path for p in first.problems] == ["news/2020-09-02-b.md"]
+    index.update({a.source.path: None})
+    second = view(index)
+    assert [i.source.path for i in second.items] == ["news/2020-09-02-b.md"]
+    assert second.problems == ()
+
+
+def test_namesakes_keep_stable_pages_until_the_oldest_goes() -> None:
+    index = Index(SETTINGS)
+    old = item("news/2020-09-01-weekly-note.md")
+    new = item("news/2020-09-08-weekly-note.md")
+    index.update({new.source.path: new})
+    assert set(view(index).pages) == {("news", "weekly-note")}
+    index.update({old.source.path: old})
+    assert set(view(index).pages) == {("news", "weekly-note"), ("news", "2020-09-08-weekly-note")}
+    index.update({old.source.path: None})
+    assert set(view(index).pages) == {("news", "weekly-note")}
+
+
+def test_drafts_and_scheduled_items() -> None:
+    index = Index(SETTINGS)
+    draft = item("news/2020-09-01-draft.md", draft="true")
+    later = item("news/2021-06-01-later.md")
+    index.update({draft.source.path: draft, later.source.path: later})
+    assert view(index).items == ()
+    assert view(index).changes_at == later.published
+    assert [i.title for i in view(index, datetime(2021, 7, 1, tzinfo=UTC)).items] == ["T"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_sequence_of_changes_matches_a_fresh_build(seed: int) -> None:
+    """Random edits, renames of ids and slugs, drafts and deletions, applied one delta at a
+    time, leave the index exactly as if it had been built from the final files at once."""
+    rng = random.Random(seed)
+    paths = [
+        f"{rng.choice(['news', 'tech'])}/2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}-"
+        f"{rng.choice(['a', 'b', 'c'])}.md"
+        for _ in range(40)
+    ]
+    current: dict[str, Item | None] = {}
+    index = Index(SETTINGS)
+    for step in range(300):
+        path = rng.choice(paths)
+        roll = rng.random()
+        if roll < 0.2:
+            new: Item | None = None
+        else:
+            day = f"2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}"
+            front = {"date": f"{day} 10:{step % 60:02d}"}
+            if roll < 0.35:
+                front["id"] = f"tag:x,2020:{rng.choice(['p', 'q'])}"
+            if roll > 0.9:
+                front["draft"] = "true"
+            new = item(path, title=f"Step {step}", **front)
+        current[path] = new
+        index.update({path: new})
+    fresh = Index(SETTINGS)
+    fresh.update(current)
+    for now in (NOW, datetime(2020, 11, 1, tzinfo=UTC)):
+        assert summary(view(index, now)) == summary(view(fresh, now))

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import sys
 import threading
 from datetime import date, datetime
 from pathlib import Path
@@ -113,6 +114,8 @@ def decode(text: str, zone: ZoneInfo) -> tuple[ParsedFile, Intro | None]:
         item = Item(
             **{
                 **raw,
+                "category": sys.intern(raw["category"]),
+                "author": sys.intern(raw["author"]),
                 "file_date": date.fromisoformat(raw["file_date"]),
                 "published": datetime.fromisoformat(raw["published"]).astimezone(zone),
                 "updated": datetime.fromisoformat(raw["updated"]).astimezone(zone),

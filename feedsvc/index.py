@@ -34,8 +34,7 @@ class _Ordered:
         self.keys: list[Key] = []
         self.items: list[Item] = []
 
-    def add(self, item: Item) -> None:
-        key = _key(item)
+    def add(self, item: Item, key: Key) -> None:
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
         self.items.insert(at, item)
@@ -153,9 +152,10 @@ class Index:
         return item if item.page == page else dataclasses.replace(item, page=page)
 
     def _place(self, item: Item) -> None:
-        self._all.add(item)
-        self._categories.setdefault(item.category, _Ordered()).add(item)
-        self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).add(item)
+        key = _key(item)  # one tuple shared by the three orders
+        self._all.add(item, key)
+        self._categories.setdefault(item.category, _Ordered()).add(item, key)
+        self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).add(item, key)
         self._pages[(item.category, item.page_name)] = item
 
     def _unplace(self, item: Item) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -363,7 +364,11 @@ def parse_item(path: str, data: bytes, settings: Settings, mtime_ns: int = 0) ->
             Problem(path, line, "warning", message) for line, message in notes + fields.warnings
         )
         source = Source(path, len(data), mtime_ns, digest(data), markup)
-        item = Item(category=category, slug=slug, file_date=day, source=source, **values)
+        # Interned: a category or author name is shared by thousands of items.
+        values["author"] = sys.intern(values["author"])
+        item = Item(
+            category=sys.intern(category), slug=slug, file_date=day, source=source, **values
+        )
         return ParsedFile(item, tuple(problems))
 
     return _guard(path, parse)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit golden clean
+.PHONY: run test lint typecheck unit golden clean system-packages bench
 
 run: $(VENV)/.installed-run
 	$(BIN)/feedsvc serve --host $(HOST) --port $(PORT)
@@ -19,8 +19,18 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict feedsvc
 
-unit: $(VENV)/.installed-test
+unit: $(VENV)/.installed-test system-packages
 	$(BIN)/pytest
+
+# Debian packages the tests need: nginx, which tests/test_deploy.py starts itself (the
+# package's own service is kept from starting with a policy-rc.d while installing).
+system-packages:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  echo "installing Debian's nginx for tests/test_deploy.py" >&2; \
+	  made_policy=; [ -e /usr/sbin/policy-rc.d ] || { \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; status=$$?; \
+	  [ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 # Rewrite tests/golden/ from the current code; read the diff before committing it.
 golden: $(VENV)/.installed-test

@@ -1,0 +1,134 @@
+"""docs/deploy.md's nginx configuration, run for real over a `feedsvc build` export.
+
+The server block is read out of the document itself, so the documentation cannot drift
+from what works. nginx (Debian package) is installed by the Makefile.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feedsvc.static import export, file_for, urls
+from tests.conftest import Site
+from tests.server import TOP, free_port
+
+CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+    "opml": "text/x-opml; charset=utf-8",
+}
+
+
+def static_server_block(port: int, root: Path) -> str:
+    """The second nginx block of docs/deploy.md (the static one), pointed at `root`."""
+    blocks = re.findall(r"```nginx\n(.*?)```", (TOP / "docs" / "deploy.md").read_text(), re.S)
+    block = blocks[1]
+    assert "root /srv/news/public;" in block and "listen 80;" in block
+    return block.replace("listen 80;", f"listen 127.0.0.1:{port};").replace(
+        "root /srv/news/public;", f"root {root};"
+    )
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(binary).exists(), "nginx is not installed: `make test` installs it (Debian)"
+    for day in range(1, 6):
+        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
+    site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip & <Co>"})
+    public = tmp_path / "public"
+    export(site.app(feed_size=2), public)
+    port = free_port()
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        "user root;\n"
+        "worker_processes 1;\n"
+        f"pid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/logs/error.log;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n"
+        "    access_log off;\n"
+        f"    client_body_temp_path {prefix}/body;\n"
+        f"    proxy_temp_path {prefix}/proxy;\n"
+        f"    fastcgi_temp_path {prefix}/fastcgi;\n"
+        f"    uwsgi_temp_path {prefix}/uwsgi;\n"
+        f"    scgi_temp_path {prefix}/scgi;\n"
+        f"{static_server_block(port, public)}\n"
+        "}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stderr = process.stderr.read().decode() if process.stderr else ""
+                    raise RuntimeError(f"nginx did not start: {stderr}") from None
+                time.sleep(0.05)
+        yield port, public, site
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_nginx_serves_the_export_with_the_right_types_and_bytes(
+    nginx: tuple[int, Path, Site],
+) -> None:
+    port, public, site = nginx
+    store = site.app(feed_size=2).extensions["feedsvc"]
+    every = list(urls(store.snapshot(), store))
+    assert "/feeds/news.atom?page=3" in every
+    for url in every:
+        file = public / file_for(url)
+        status, headers, body = get(port, url)
+        assert status == 200, url
+        assert body == file.read_bytes(), url
+        kind = file.suffix.lstrip(".")
+        assert headers["content-type"] == CONTENT_TYPES[kind], url
+        assert headers["x-content-type-options"] == "nosniff"
+        status, headers, body = get(port, url, **{"Accept-Encoding": "gzip"})
+        assert headers.get("content-encoding") == "gzip", url
+        assert gzip.decompress(body) == file.read_bytes()
+
+
+def test_nginx_answers_404_for_what_the_export_does_not_have(
+    nginx: tuple[int, Path, Site],
+) -> None:
+    port, _, _ = nginx
+    for url in ("/feeds/news.atom?page=9", "/items/news/nope", "/feeds/nope.rss"):
+        assert get(port, url)[0] == 404, url
+    assert get(port, "/feeds/news.atom?page=1")[2] == get(port, "/feeds/news.atom")[2]

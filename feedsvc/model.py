@@ -6,7 +6,8 @@ Everything here is immutable and imports only the standard library.
 from __future__ import annotations
 
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -148,6 +149,48 @@ class FeedKey:
     page: int = 1
 
 
+class Memo:
+    """A thread-safe LRU of rendered documents with a budget in bytes.
+
+    Feeds' first pages stay hot; a crawler walking every item page or every old feed
+    page evicts only the least recently used documents instead of growing without end.
+    A value's weight is its `size` attribute (0 for None, the "no such page" answer).
+    """
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._values: OrderedDict[Any, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._values
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._values:
+                return default
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def __getitem__(self, key: Any) -> Any:
+        missing = object()
+        value = self.get(key, missing)
+        if value is missing:
+            raise KeyError(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            if key in self._values:
+                self._bytes -= getattr(self._values.pop(key), "size", 0)
+            self._values[key] = value
+            self._bytes += getattr(value, "size", 0)
+            while self._bytes > self.max_bytes and len(self._values) > 1:
+                _, evicted = self._values.popitem(last=False)
+                self._bytes -= getattr(evicted, "size", 0)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Snapshot:
     """Everything a request needs, built at once and never changed; a reload swaps it whole.
@@ -170,7 +213,7 @@ class Snapshot:
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
     #: (signature, render) -> bytes: a persistent cache of rendered documents, if any.
     document_of: Callable[[str, Callable[[], bytes]], bytes] = lambda _, render: render()
-    memo: dict[Any, Any] = field(default_factory=dict)
+    memo: Memo = field(default_factory=Memo)
     renders: Counter[Any] = field(default_factory=Counter)
 
     def category(self, slug: str) -> Category | None:

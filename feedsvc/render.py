@@ -53,6 +53,11 @@ class Document:
     last_modified: datetime | None
 
     @property
+    def size(self) -> int:
+        """Bytes held in memory, for the memo's budget."""
+        return len(self.body) + len(self.gzipped)
+
+    @property
     def gzip_etag(self) -> str:
         """The gzip representation is different bytes, so it gets a different strong ETag."""
         return self.etag + "-gz"
@@ -73,12 +78,14 @@ def memoised(
     snapshot: Snapshot, key: Any, build: Callable[[], Document | None]
 ) -> Document | None:
     """The document for `key`, built at most once per snapshot (None: no such document)."""
-    try:
-        return snapshot.memo[key]  # type: ignore[no-any-return]
-    except KeyError:
-        snapshot.renders[key] += 1
-        document = snapshot.memo[key] = build()
-        return document
+    missing = object()
+    found = snapshot.memo.get(key, missing)
+    if found is not missing:
+        return found  # type: ignore[no-any-return]
+    snapshot.renders[key] += 1
+    document = build()
+    snapshot.memo.put(key, document)
+    return document
 
 
 # -- the neutral shape every format is written from --------------------------------------

@@ -306,3 +306,31 @@ def test_a_named_symlink_out_of_the_folder_is_refused(site: Site) -> None:
     assert snapshot is not None
     assert "Secret" not in {item.title for item in snapshot.items}
     assert any("outside the items folder" in p.message for p in snapshot.problems)
+
+
+def test_the_memo_keeps_recent_documents_within_its_budget() -> None:
+    from feedsvc.model import Memo
+    from feedsvc.render import make_document
+
+    memo = Memo(max_bytes=3_000)
+    documents = {n: make_document(bytes([n]) * 1_000, "html", None) for n in range(5)}
+    memo.put("a", documents[0])
+    memo.put("b", documents[1])
+    memo.get("a")  # recently used: survives
+    memo.put("c", documents[2])
+    assert "a" in memo
+    assert "b" not in memo
+    assert "c" in memo
+    memo.put("missing", None)  # a 404 answer weighs nothing
+    assert memo.get("missing", "absent") is None
+
+
+def test_crawling_every_item_page_keeps_memory_bounded(site: Site) -> None:
+    populate(site, 30)
+    client = site.client()
+    snapshot = client.application.extensions["feedsvc"].snapshot()
+    object.__setattr__(snapshot, "memo", type(snapshot.memo)(max_bytes=20_000))
+    for item in snapshot.items:
+        assert client.get(item.path).status_code == 200
+    held = [key for key in snapshot.memo._values if key[0] == "html"]
+    assert 0 < len(held) < 30

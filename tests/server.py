@@ -78,13 +78,18 @@ def running_server(
         _wait_until_ready(server, workers)
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGTERM)
         access_log.unlink(missing_ok=True)
+
+
+def stop(process: subprocess.Popen[bytes], how: signal.Signals) -> None:
+    """Stop a server we started, by its own pid: gracefully, then for sure."""
+    process.send_signal(how)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_ready(server: Server, workers: int, timeout: float = 30) -> None:

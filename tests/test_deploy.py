@@ -20,7 +20,7 @@ import pytest
 
 from feedsvc.static import export, file_for, urls
 from tests.conftest import Site
-from tests.server import TOP, free_port
+from tests.server import TOP, free_port, stop
 
 CONTENT_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -87,12 +87,7 @@ def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
                 time.sleep(0.05)
         yield port, public, site
     finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGQUIT)  # nginx's graceful shutdown
 
 
 def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

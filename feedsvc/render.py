@@ -51,6 +51,7 @@ class Document:
     etag: str
     content_type: str
     last_modified: datetime | None
+    http_last_modified: str  # the same as an HTTP-date, formatted once
 
     @property
     def size(self) -> int:
@@ -71,6 +72,9 @@ def make_document(body: bytes, kind: str, last_modified: datetime | None) -> Doc
         etag=hashlib.sha256(body).hexdigest()[:32],
         content_type=CONTENT_TYPES[kind],
         last_modified=last_modified,
+        http_last_modified=(
+            format_datetime(last_modified.astimezone(UTC), usegmt=True) if last_modified else ""
+        ),
     )
 
 

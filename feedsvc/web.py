@@ -53,18 +53,21 @@ def send(document: render.Document | None, req: Request, cache_seconds: int) -> 
     if document is None:
         abort(404)
     gzipped = accepts_gzip(req.accept_encodings)
+    # Header values as ready-made strings: this is the hot path of every poll, and
+    # Werkzeug's header objects re-serialise on each attribute set.
+    headers = [
+        ("Vary", "Accept-Encoding"),
+        ("Cache-Control", f"public, max-age={cache_seconds}"),
+        ("ETag", f'"{document.gzip_etag}"' if gzipped else f'"{document.etag}"'),
+        *([("Content-Encoding", "gzip")] if gzipped else []),
+        *([("Last-Modified", document.http_last_modified)] if document.last_modified else []),
+    ]
     response = Response(
-        document.gzipped if gzipped else document.body, content_type=document.content_type
+        document.gzipped if gzipped else document.body,
+        content_type=document.content_type,
+        headers=headers,
     )
-    if gzipped:
-        response.headers["Content-Encoding"] = "gzip"
-    response.vary.add("Accept-Encoding")
-    response.set_etag(document.gzip_etag if gzipped else document.etag)
-    if document.last_modified is not None:
-        response.last_modified = document.last_modified
-    response.cache_control.public = True
-    response.cache_control.max_age = cache_seconds
-    response.make_conditional(req)
+    response.make_conditional(req)  # Werkzeug's RFC 9110 rules: 304s, precedence, HEAD
     return response
 
 

@@ -28,6 +28,7 @@ from feedsvc.model import (
     Content,
     Intro,
     Item,
+    Memo,
     ParsedFile,
     Problem,
     Snapshot,
@@ -88,6 +89,8 @@ class Store:
         self.cache = Cache(settings.cache_dir, settings)
         self._parsed_now: list[tuple[str, int, int, ParsedFile, Intro | None]] = []
         self._stale_reads = 0  # bodies read from a file newer than its scanned version
+        self._documents = Memo(max_bytes=64 * 1024 * 1024)  # rendered feeds by signature
+        self.render_count = 0  # feed pages actually rendered (not found by signature)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -357,13 +360,20 @@ class Store:
         return content
 
     def document_of(self, signature: str, render: Callable[[], bytes]) -> bytes:
-        """A rendered document from the persistent cache, or rendered now and stored."""
-        body = self.cache.document(signature)
+        """A rendered document by signature: from memory (a feed a change did not touch,
+        carried over from the previous snapshot), from the persistent cache, or rendered
+        now and kept in both."""
+        body: bytes | None = self._documents.get(signature)
+        if body is None:
+            body = self.cache.document(signature)
         if body is None:
             stale_before = self._stale_reads
             body = render()
-            if self._stale_reads == stale_before:  # every body read was the version scanned
-                self.cache.store_document(signature, body)
+            self.render_count += 1
+            if self._stale_reads != stale_before:  # a body was newer than its scanned version
+                return body
+            self.cache.store_document(signature, body)
+        self._documents.put(signature, _Bytes(body))
         return body
 
     def intro_of(self, intro: Intro) -> str:
@@ -386,6 +396,14 @@ class Store:
             self._stale_reads += 1
             return data, False
         return data, True
+
+
+class _Bytes(bytes):
+    """Bytes that the memo can weigh."""
+
+    @property
+    def size(self) -> int:
+        return len(self)
 
 
 def _classify(

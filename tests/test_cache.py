@@ -334,3 +334,21 @@ def test_crawling_every_item_page_keeps_memory_bounded(site: Site) -> None:
         assert client.get(item.path).status_code == 200
     held = [key for key in snapshot.memo._values if key[0] == "html"]
     assert 0 < len(held) < 30
+
+
+def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> None:
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    site.write_item("tech", "2020-09-02-b.md", {"title": "B"})
+    store = Store(site.settings(), site.clock)  # no persistent cache: memory alone
+    store.reload()
+    feeds = [(name, fmt) for name in ("all", "news", "tech", "weekly") for fmt in ("atom", "rss")]
+    for name, fmt in feeds:
+        feed_bytes(store, name, fmt)
+    assert store.render_count == 8
+    site.write_item("tech", "2020-09-02-b.md", {"title": "B, edited"}, body="Longer body now.")
+    store.reload()
+    for name, fmt in feeds:
+        feed_bytes(store, name, fmt)
+    # all, tech and weekly (both formats) hold the edited item; news does not.
+    assert store.render_count == 8 + 6
+    assert b"B, edited" in feed_bytes(store, "tech")

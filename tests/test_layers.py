@@ -26,6 +26,7 @@ ALLOWED = {
     "static": {"model", "render", "store"},
     "watch": {"store"},
     "__init__": {"config", "store", "watch", "web"},
+    "__main__": {"cli"},
 }
 PURE = {"model", "config", "sanitize", "itemfile", "weekly", "render"}
 

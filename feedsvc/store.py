@@ -67,6 +67,17 @@ class _Entry:
     full: str = ""  # the path to open
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Look:
+    """The result of looking at the folder (or some files of it) before a reload."""
+
+    listed: list[tuple[_Entry, os.stat_result]]
+    changed: list[tuple[_Entry, os.stat_result]]  # new, or size or mtime differ
+    removed: set[str]
+    problems: tuple[Problem, ...]  # about paths (links out, stray files), sorted
+    anything: bool  # whether a reload would change anything
+
+
 class Store:
     """Holds the current snapshot of one items folder and rebuilds it on demand."""
 
@@ -127,57 +138,65 @@ class Store:
         """
         with self._reload_lock:
             started = time.perf_counter()
-            folders_before = self._folders
-            targeted = self._list_paths(paths) if paths is not None and self._seen else None
-            if targeted is None:
-                listed, problems = self._list()
-                kept_problems: dict[str, Problem] = {}
-                removed = self._seen.keys() - {entry.path for entry, _ in listed}
-            else:
-                listed, problems, gone = targeted
-                looked_at = {entry.path for entry, _ in listed} | gone | {p.path for p in problems}
-                kept_problems = {p.path: p for p in self._scan_problems if p.path not in looked_at}
-                removed = (gone | {p.path for p in problems}) & self._seen.keys()
-            problems = [*kept_problems.values(), *problems]
-            changed = [
-                (entry, stat)
-                for entry, stat in listed
-                if (old := self._seen.get(entry.path)) is None
-                or (old.size, old.mtime_ns) != (stat.st_size, stat.st_mtime_ns)
-            ]
-            if settle and any(time.time() - s.st_mtime < settle for _, s in changed):
+            look = self._look(paths)
+            if settle and any(time.time() - s.st_mtime < settle for _, s in look.changed):
                 return None
-            first = not self._seen
-            if first:
-                self.cache.preload()
-            problems.sort(key=lambda p: (p.path, p.line or 0))
-            same = problems == [*self._scan_problems] and folders_before == self._folders
-            if self._snapshot and not (changed or removed) and same:
+            if self._snapshot is not None and not look.anything:
                 return self._snapshot  # nothing changed: keep the snapshot and its memo
-            seen = dict(self._seen)
-            for path in removed:
-                del seen[path]
-            for done, (entry, stat) in enumerate(changed, 1):
-                seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
-                if progress is not None:
-                    progress(done, len(changed))
-            self._index_changes(seen, {entry.path for entry, _ in changed}, removed)
-            self.cache.store_parsed(self._parsed_now)
-            self._parsed_now = []
-            if first:
-                self.cache.forget({entry.path for entry, _ in listed})
-            self._seen = seen
-            self._scan_problems = tuple(sorted(problems, key=lambda p: (p.path, p.line or 0)))
+            self._apply(look, progress)
             snapshot = self._snapshot = self._build()
-            if changed or removed or self.reloads == 0:
+            if look.changed or look.removed or self.reloads == 0:
                 log.info(
                     "reload: %d files changed, %d removed; %d items published; "
                     "%d problems; %.0f ms",
-                    len(changed), len(removed), len(snapshot.items),
+                    len(look.changed), len(look.removed), len(snapshot.items),
                     len(snapshot.problems), (time.perf_counter() - started) * 1000,
                 )  # fmt: skip
             self.reloads += 1
             return snapshot
+
+    def _look(self, paths: set[str] | None) -> _Look:
+        """What changed on disk: in the named files, or (None, or a folder-level change)
+        in the whole folder. Only `stat`s; nothing is read."""
+        folders_before = self._folders
+        targeted = self._list_paths(paths) if paths is not None and self._seen else None
+        if targeted is None:
+            listed, problems = self._list()
+            removed = self._seen.keys() - {entry.path for entry, _ in listed}
+        else:
+            listed, problems, gone = targeted
+            looked_at = {entry.path for entry, _ in listed} | gone | {p.path for p in problems}
+            problems += [p for p in self._scan_problems if p.path not in looked_at]
+            removed = (gone | {p.path for p in problems}) & self._seen.keys()
+        changed = [
+            (entry, stat)
+            for entry, stat in listed
+            if (old := self._seen.get(entry.path)) is None
+            or (old.size, old.mtime_ns) != (stat.st_size, stat.st_mtime_ns)
+        ]
+        problems.sort(key=lambda p: (p.path, p.line or 0))
+        other = problems != [*self._scan_problems] or folders_before != self._folders
+        return _Look(listed, changed, removed, tuple(problems), bool(changed or removed or other))
+
+    def _apply(self, look: _Look, progress: Progress | None) -> None:
+        """Parse the changed files (or take them from the cache) and update the index."""
+        first = not self._seen
+        if first:
+            self.cache.preload()
+        seen = dict(self._seen)
+        for path in look.removed:
+            del seen[path]
+        for done, (entry, stat) in enumerate(look.changed, 1):
+            seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
+            if progress is not None:
+                progress(done, len(look.changed))
+        self._index_changes(seen, {entry.path for entry, _ in look.changed}, look.removed)
+        self.cache.store_parsed(self._parsed_now)
+        self._parsed_now = []
+        if first:
+            self.cache.forget({entry.path for entry, _ in look.listed})
+        self._seen = seen
+        self._scan_problems = look.problems
 
     # -- scanning ------------------------------------------------------------------------
 

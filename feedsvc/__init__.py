@@ -31,7 +31,7 @@ def create_app(
     settings = settings or load_settings()
     store = Store(settings, clock or system_clock)
     store.reload()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     web.register(app, store)
     if watch:
         app.extensions["feedsvc.watcher"] = Watcher(store).start()

@@ -15,10 +15,11 @@ from werkzeug.datastructures import Accept
 from feedsvc import render, weekly
 from feedsvc.config import Settings
 from feedsvc.model import FORMATS, FeedKey, Snapshot
-from feedsvc.store import Store
+from feedsvc.store import Clock, Store
 
 bp = Blueprint("feedsvc", __name__)
 PAGE_MAX_AGE = 60
+NOSNIFF = [("X-Content-Type-Options", "nosniff")]  # on every response, set where it is made
 
 
 def store() -> Store:
@@ -41,21 +42,23 @@ def accepts_gzip(encodings: Accept) -> bool:
     return False
 
 
-def max_age(snapshot: Snapshot, longest: int, now: datetime) -> int:
+def max_age(snapshot: Snapshot, longest: int, clock: Clock) -> int:
     """Never cache past the moment the next scheduled item or roundup goes live."""
     if snapshot.changes_at is None:
         return longest
-    return max(0, min(longest, int((snapshot.changes_at - now).total_seconds())))
+    return max(0, min(longest, int((snapshot.changes_at - clock()).total_seconds())))
 
 
 def send(document: render.Document | None, req: Request, cache_seconds: int) -> Response:
     """A conditional, content-negotiated response for a memoised document; 404 if None."""
     if document is None:
         abort(404)
-    gzipped = accepts_gzip(req.accept_encodings)
+    offered = req.headers.get("Accept-Encoding", "")
+    gzipped = ("gzip" in offered or "*" in offered) and accepts_gzip(req.accept_encodings)
     # Header values as ready-made strings: this is the hot path of every poll, and
     # Werkzeug's header objects re-serialise on each attribute set.
     headers = [
+        *NOSNIFF,
         ("Vary", "Accept-Encoding"),
         ("Cache-Control", f"public, max-age={cache_seconds}"),
         ("ETag", f'"{document.gzip_etag}"' if gzipped else f'"{document.etag}"'),
@@ -73,6 +76,8 @@ def send(document: render.Document | None, req: Request, cache_seconds: int) -> 
 
 def page_number() -> int:
     """`?page=N` with N a positive whole number; anything else is 404 (SPEC §HTTP)."""
+    if not request.query_string:  # the common case: skip parsing the query
+        return 1
     value = request.args.get("page", "1")
     if not value.isdigit() or not value.isascii() or int(value) < 1:
         abort(404)
@@ -92,7 +97,7 @@ def send_page(
         )
 
     document = render.memoised(snapshot, ("html", *key), build)
-    return send(document, request, max_age(snapshot, PAGE_MAX_AGE, store().clock()))
+    return send(document, request, max_age(snapshot, PAGE_MAX_AGE, store().clock))
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -103,17 +108,18 @@ def feed(filename: str) -> Response:
     name, _, format = filename.rpartition(".")
     if format not in FORMATS:
         abort(404)
-    snapshot = store().snapshot()
+    feeds = store()
+    snapshot = feeds.snapshot()
     key = FeedKey(name, format, page_number())
-    document = render.feed_document(snapshot, key, settings())
-    return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock()))
+    document = render.feed_document(snapshot, key, feeds.settings)
+    return send(document, request, max_age(snapshot, feeds.settings.cache_max_age, feeds.clock))
 
 
 @bp.get("/feeds.opml")
 def opml() -> Response:
     snapshot = store().snapshot()
     document = render.opml_document(snapshot, settings())
-    return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock()))
+    return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock))
 
 
 @bp.get("/")
@@ -174,7 +180,7 @@ def healthz() -> Response:
         "warnings": len(snapshot.problems) - errors,
         "documents_rendered": sum(snapshot.renders.values()),
     }
-    response = Response(json.dumps(body) + "\n", content_type="application/json")
+    response = Response(json.dumps(body) + "\n", content_type="application/json", headers=NOSNIFF)
     response.cache_control.no_store = True
     return response
 
@@ -184,17 +190,14 @@ def register(app: Flask, store_: Store) -> None:
     app.extensions["feedsvc"] = store_
     app.register_blueprint(bp)
 
-    @app.after_request
-    def common_headers(response: Response) -> Response:
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
     @app.errorhandler(404)
     @app.errorhandler(405)
     def plain_error(error: Exception) -> Response:
         code = getattr(error, "code", 404)
         text = {404: "Not found", 405: "Method not allowed"}[code]
-        response = Response(f"{text}\n", status=code, content_type="text/plain; charset=utf-8")
+        response = Response(
+            f"{text}\n", status=code, content_type="text/plain; charset=utf-8", headers=NOSNIFF
+        )
         if code == 405:
             valid = getattr(error, "valid_methods", None) or ["GET", "HEAD"]
             response.headers["Allow"] = ", ".join(valid)

@@ -338,3 +338,30 @@ def test_if_modified_since_uses_http_dates(client: FlaskClient) -> None:
     earlier = format_datetime(datetime(2019, 1, 1, tzinfo=UTC), usegmt=True)
     assert client.get("/feeds/all.atom", headers={"If-Modified-Since": later}).status_code == 304
     assert client.get("/feeds/all.atom", headers={"If-Modified-Since": earlier}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("GET", "/feeds/all.atom", 200),
+        ("GET", "/", 200),
+        ("GET", "/healthz", 200),
+        ("GET", "/feeds/nope.atom", 404),
+        ("GET", "/nope", 404),
+        ("POST", "/feeds/all.atom", 405),
+        ("HEAD", "/feeds/all.rss", 200),
+    ],
+)
+def test_nosniff_on_every_response(
+    client: FlaskClient, method: str, url: str, status: int
+) -> None:
+    response = client.open(url, method=method)
+    assert response.status_code == status
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_nosniff_on_a_304(client: FlaskClient) -> None:
+    etag = client.get("/feeds/all.atom").headers["ETag"]
+    response = client.get("/feeds/all.atom", headers={"If-None-Match": etag})
+    assert response.status_code == 304
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

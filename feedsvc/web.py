@@ -150,7 +150,7 @@ def item(category: str, page: str) -> Response:
     )
 
 
-@bp.get("/weekly/")
+@bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
 def weeks() -> Response:
     snapshot = store().snapshot()
     newest = max((w.updated for w in snapshot.weeks), default=None)

@@ -365,3 +365,10 @@ def test_nosniff_on_a_304(client: FlaskClient) -> None:
     response = client.get("/feeds/all.atom", headers={"If-None-Match": etag})
     assert response.status_code == 304
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_no_redirect_takes_its_location_from_the_host_header(client: FlaskClient) -> None:
+    response = client.get("/weekly", headers={"Host": "evil.example"})
+    assert response.status_code == 200
+    assert "evil.example" not in str(response.headers)
+    assert response.data == client.get("/weekly/").data

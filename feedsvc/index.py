@@ -19,6 +19,7 @@ from feedsvc.config import Settings
 from feedsvc.model import Category, Intro, Item, Problem, Week
 
 Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
+BULK_CHANGES = 1_000  # more items moved than this in one update: re-sort instead
 
 
 def _key(item: Item) -> Key:
@@ -38,6 +39,11 @@ class _Ordered:
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
         self.items.insert(at, item)
+
+    def append(self, item: Item, key: Key) -> None:
+        """Add an item known to sort after every item already here."""
+        self.keys.append(key)
+        self.items.append(item)
 
     def remove(self, item: Item) -> None:
         at = bisect_left(self.keys, _key(item))
@@ -103,6 +109,16 @@ class Index:
                 touched.update(p for _, p in self._slug_paths[(raw.category, raw.slug)])
         decided = {path: self._decide(path) for path in touched}
         moved = {path: new for path, new in decided.items() if new != self._final.get(path)}
+        if len(moved) > BULK_CHANGES:
+            # Inserting one by one costs a list shift each: for a first load or a big
+            # burst, sorting everything once is far cheaper.
+            for path, new in moved.items():
+                if new is None:
+                    self._final.pop(path, None)
+                else:
+                    self._final[path] = new
+            self._rebuild()
+            return
         # Take every moved item out before putting any back: two namesakes may swap pages.
         for path in moved:
             if (old := self._final.pop(path, None)) is not None:
@@ -150,6 +166,17 @@ class Index:
         ]
         page = "" if earlier[0] == path else f"{item.file_date.isoformat()}-{item.slug}"
         return item if item.page == page else dataclasses.replace(item, page=page)
+
+    def _rebuild(self) -> None:
+        """The three orders and the pages from `_final`, sorted at once."""
+        self._all, self._categories, self._weeks, self._pages = _Ordered(), {}, {}, {}
+        for key, item in sorted((_key(item), item) for item in self._final.values()):
+            self._all.append(item, key)
+            self._categories.setdefault(item.category, _Ordered()).append(item, key)
+            self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).append(
+                item, key
+            )
+            self._pages[(item.category, item.page_name)] = item
 
     def _place(self, item: Item) -> None:
         key = _key(item)  # one tuple shared by the three orders

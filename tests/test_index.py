@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from feedsvc import index as index_module
 from feedsvc.config import Settings
 from feedsvc.index import Index, View
 from feedsvc.itemfile import parse_item
@@ -77,10 +78,15 @@ def test_drafts_and_scheduled_items() -> None:
     assert [i.title for i in view(index, datetime(2021, 7, 1, tzinfo=UTC)).items] == ["T"]
 
 
+@pytest.mark.parametrize("bulk", [1_000, 0], ids=["one-by-one", "re-sorted"])
 @pytest.mark.parametrize("seed", range(20))
-def test_any_sequence_of_changes_matches_a_fresh_build(seed: int) -> None:
+def test_any_sequence_of_changes_matches_a_fresh_build(
+    seed: int, bulk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random edits, renames of ids and slugs, drafts and deletions, applied one delta at a
-    time, leave the index exactly as if it had been built from the final files at once."""
+    time, leave the index exactly as if it had been built from the final files at once
+    (whether a delta moves items one by one or re-sorts everything)."""
+    monkeypatch.setattr(index_module, "BULK_CHANGES", bulk)
     rng = random.Random(seed)
     paths = [
         f"{rng.choice(['news', 'tech'])}/2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}-"

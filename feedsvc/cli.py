@@ -51,12 +51,17 @@ def serve(host: str, port: int, workers: int) -> None:
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
-        "--no-control-socket",  # gunicorn 27 would otherwise write under ~/.gunicorn
         "feedsvc:create_app()",
     ]  # fmt: skip
-    os.execv(sys.executable, argv)
+    # Defaults an operator can still override in GUNICORN_CMD_ARGS (later flags win):
+    # no control socket (gunicorn 27 would write one under ~/.gunicorn), and a timeout
+    # long enough for a worker to load a large folder with no cache before it answers
+    # (past gunicorn's 30 s default the master kills and restarts it, again and again).
+    defaults = f"{SERVE_DEFAULTS} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
+    os.execve(sys.executable, argv, {**os.environ, "GUNICORN_CMD_ARGS": defaults})
 
 
+SERVE_DEFAULTS = "--no-control-socket --timeout 300"
 PROGRESS_THRESHOLD = 2000  # files; below this a check is over before a bar would help
 
 

@@ -251,3 +251,20 @@ def test_file_names_of_the_static_export(url: str, file: str) -> None:
 def test_export_refuses_a_site_that_cannot_answer(site: Site) -> None:
     app = site.app()
     assert export(app, site.root / "out") > 0
+
+
+def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr("os.execve", lambda path, argv, env: calls.append((path, argv, env)))
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--timeout 60 --access-logfile -")
+    result = run(runner, "serve", "--port", "8123", "--workers", "3")
+    assert result.exit_code == 0
+    [(_, argv, env)] = calls
+    assert argv[1:] == ["-m", "gunicorn", "--bind", "127.0.0.1:8123", "--workers", "3",
+                        "feedsvc:create_app()"]  # fmt: skip
+    # The operator's flags come last, so they win (--timeout 60 over the default 300).
+    assert env["GUNICORN_CMD_ARGS"] == (
+        "--no-control-socket --timeout 300 --timeout 60 --access-logfile -"
+    )

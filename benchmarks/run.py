@@ -1,0 +1,1255 @@
+"""The benchmark suite: start-up, live reload, serving and build, at several corpus sizes.
+
+    python -m benchmarks.run [--sizes 1000,10000,100000] [--out docs/benchmarks.md]
+
+For each size N it generates a corpus (benchmarks.corpus, reused when already there),
+then measures against the real `feedsvc serve` (gunicorn, 2 workers, 127.0.0.1 only):
+
+1. cold start: no cache; process start until every worker has answered every feed 200;
+2. warm restart: the same with the cache the cold start left;
+3. new file: one item file dropped; until every worker serves it, and the CPU it cost;
+4. serving: wrk against /feeds/all.atom (200 and 304), and against benchmarks.floor,
+   a bare Flask app serving the same bytes under the same gunicorn settings;
+5. build: `feedsvc build` of the whole site;
+
+and peak RSS per worker. The report (docs/benchmarks.md) is rewritten except for the text
+under its `## Notes` heading. Every server is stopped by its pid, every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.etree import ElementTree
+
+import yaml
+from werkzeug.http import unquote_etag
+
+from benchmarks import corpus
+from benchmarks.floor import DocumentHeaders, save_document
+
+TOP = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BASE_URL = "https://bench.example.org"
+HOST = "127.0.0.1"
+WORKERS = 2
+#: Every feed the readiness check asks for: all, weekly and each category, RSS and Atom.
+FEED_NAMES = ("all", "weekly", *corpus.CATEGORIES)
+READY_URLS = tuple(f"/feeds/{name}.{fmt}" for name in FEED_NAMES for fmt in ("rss", "atom"))
+READY_ANSWERS = 4  # 200s per URL, from every worker
+NEW_FILE_URL = "/feeds/all.atom"
+NEW_FILE_STREAK = 8  # consecutive responses with the new item first, from every worker
+POLL_PAUSE = 0.02  # seconds between polling requests
+SETTLE_AFTER = 1.0  # seconds after the new item is served everywhere, before reading CPU
+WRK_ARGS = ("-t2", "-c16", "--latency")
+QUIET_LOAD = 0.25  # cores the rest of the machine may use when a measurement starts
+ATOM = "{http://www.w3.org/2005/Atom}"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PACKAGES = ("feedsvc", "Flask", "Werkzeug", "feedgen", "bleach", "PyYAML", "markdown-it-py",
+            "watchdog", "gunicorn")  # fmt: skip
+
+#: gunicorn settings file: records when each worker has loaded the app, so readiness
+#: polling starts when the workers are up instead of competing with them for the CPU.
+GUNICORN_HOOKS = """\
+import os
+import time
+
+
+def post_worker_init(worker):
+    with open(os.environ["BENCH_LOADED_LOG"], "a") as log:
+        log.write(f"{os.getpid()} {time.time()}\\n")
+"""
+#: wrk prints its numbers in mixed units; this script prints them once as JSON.
+WRK_SCRIPT = """\
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK-JSON {"requests": %d, "duration_us": %d, "bytes": %d, "p50_us": %.1f, '
+    .. '"p99_us": %.1f, "errors": %d}\\n',
+    summary.requests, summary.duration, summary.bytes, latency:percentile(50),
+    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+class BenchError(RuntimeError):
+    """A measurement that could not be taken (timeout, bad answer); the report says why."""
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (gunicorn's workers, for its master)."""
+    found: set[int] = set()
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        for task in tasks.iterdir():
+            found.update(int(c) for c in (task / "children").read_text().split())
+        return sorted(found)
+    except FileNotFoundError:
+        if not tasks.exists():
+            return []
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # kernels without .../children
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return sorted(found)
+
+
+def cpu_ticks(pid: int, *, reaped: bool = False) -> int:
+    """utime + stime of a process, all its threads, in clock ticks; with `reaped`, also
+    that of the children it has waited for (the workers a gunicorn master replaced)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11 : 15 if reaped else 13])
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set, in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core; includes hypervisor steal)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time and that of the children it has waited for (wrk)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class LoadMeter:
+    """Measures how busy the rest of the machine was during a window, in cores.
+
+    "The rest" is every CPU second not spent by the measured server, by this process or
+    by wrk: another developer's tests, a profiler, hypervisor steal. Numbers taken while
+    it is well above zero are disturbed.
+    """
+
+    started: float = field(default_factory=time.perf_counter)
+    busy: float = field(default_factory=machine_busy_seconds)
+    ours: float = field(default_factory=own_cpu_seconds)
+
+    def with_pids(self, pids: Sequence[int]) -> LoadMeter:
+        """Count these processes as ours, from now on (their CPU so far is taken off)."""
+        self.ours += sum(cpu_ticks(pid, reaped=True) for pid in pids) / CLOCK_TICKS
+        return self
+
+    def other_cores(self, pids: Sequence[int]) -> float:
+        elapsed = time.perf_counter() - self.started
+        busy = machine_busy_seconds() - self.busy
+        server = sum(cpu_ticks(pid, reaped=True) for pid in pids) / CLOCK_TICKS
+        ours = own_cpu_seconds() + server - self.ours
+        return max(0.0, busy - ours) / elapsed if elapsed > 0 else 0.0
+
+
+def fetch(
+    port: int, path: str, headers: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> tuple[int, dict[str, str], bytes]:
+    """One GET on a new connection, so that any worker may answer it."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started, its log files, and what its workers reported."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    started: float  # time.time() just before the process was started
+    log: Path
+    loaded_log: Path
+    access_log: Path | None
+    _access_offset: int = 0
+
+    def workers(self) -> list[int]:
+        return children(self.process.pid)
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return [self.process.pid, *self.workers()] if self.process.poll() is None else []
+
+    def loaded(self) -> dict[int, float]:
+        """Worker pid -> seconds from process start until it had loaded the app."""
+        if not self.loaded_log.exists():
+            return {}
+        lines = (line.split() for line in self.loaded_log.read_text().splitlines())
+        return {int(pid): float(when) - self.started for pid, when in lines}
+
+    def new_answers(self) -> list[tuple[int, int, str, str]]:
+        """Access-log lines written since the last call: (pid, status, path, query)."""
+        if self.access_log is None or not self.access_log.exists():
+            return []
+        with self.access_log.open("rb") as handle:
+            handle.seek(self._access_offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._access_offset += len(complete)
+        answers = []
+        for line in complete.decode().splitlines():
+            pid, status, path, query = [*line.split(" ", 3), "", "", ""][:4]
+            answers.append((int(pid.strip("<>")), int(status), path, query.strip()))
+        return answers
+
+    def check_alive(self) -> None:
+        """Fail if the server exited, or if gunicorn keeps killing its workers."""
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+        timeouts = self.log.read_text(errors="replace").count("WORKER TIMEOUT")
+        if timeouts >= 3 * WORKERS:
+            raise BenchError(
+                f"{self.name}: gunicorn killed workers {timeouts} times (WORKER TIMEOUT: a "
+                "worker spent longer than gunicorn's --timeout, 30 s, loading or answering)"
+            )
+
+    def peak_rss_mb(self) -> float:
+        """The largest VmHWM among the current workers."""
+        return max((peak_rss_mb(pid) for pid in self.workers()), default=0.0)
+
+    def booted_workers(self) -> int:
+        """Workers gunicorn booted: more than WORKERS means some were killed and replaced."""
+        return self.log.read_text(errors="replace").count("Booting worker")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the master, then SIGKILL to it and its workers if it does not exit."""
+        if self.process.poll() is not None:
+            return
+        workers = self.workers()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [*workers, self.process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@dataclass
+class Bench:
+    """One run's fixed settings and the servers it has started."""
+
+    work: Path
+    seed: int
+    duration: int
+    ready_timeout: float
+    build_timeout: float
+    repeats: int
+    rounds: int
+    quiet_wait: float
+    servers: list[Server] = field(default_factory=list)
+
+    def size_dir(self, n: int) -> Path:
+        return self.work / str(n)
+
+    def feedsvc_env(self, n: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDSVC_", "GUNICORN"))}
+        env.update(
+            FEEDSVC_ITEMS_DIR=str(self.size_dir(n) / "items"),
+            FEEDSVC_BASE_URL=BASE_URL,
+            FEEDSVC_CACHE_DIR=str(self.size_dir(n) / "cache"),
+            FEEDSVC_TIMEZONE="UTC",
+        )
+        return env
+
+    def cwd(self, n: int) -> Path:
+        """An empty working directory: no feedsvc.toml is read."""
+        folder = self.size_dir(n) / "cwd"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def start(
+        self, name: str, n: int, argv: Sequence[str], env: dict[str, str], access_log: bool
+    ) -> Server:
+        logs = self.size_dir(n) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        hooks = self.work / "gunicorn_hooks.py"
+        hooks.write_text(GUNICORN_HOOKS)
+        loaded_log, access = logs / f"{name}.loaded", logs / f"{name}.access"
+        loaded_log.unlink(missing_ok=True)
+        access.unlink(missing_ok=True)
+        gunicorn_args = ["--config", str(hooks)]
+        if access_log:  # which worker answered each request
+            gunicorn_args += ["--access-logfile", str(access),
+                              "--access-logformat", "%(p)s %(s)s %(U)s %(q)s"]  # fmt: skip
+        env = {
+            **env,
+            "GUNICORN_CMD_ARGS": shlex.join(gunicorn_args),
+            "BENCH_LOADED_LOG": str(loaded_log),
+        }
+        port = free_port()
+        argv = [part.replace("{port}", str(port)) for part in argv]
+        log = logs / f"{name}.log"
+        with log.open("wb") as output:
+            started = time.time()
+            process = subprocess.Popen(
+                argv, cwd=self.cwd(n), env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        server = Server(
+            name, process, port, started, log, loaded_log, access if access_log else None
+        )
+        self.servers.append(server)
+        return server
+
+    def start_feedsvc(self, name: str, n: int, *, access_log: bool = True) -> Server:
+        argv = [str(BIN / "feedsvc"), "serve", "--host", HOST, "--port", "{port}",
+                "--workers", str(WORKERS)]  # fmt: skip
+        return self.start(name, n, argv, self.feedsvc_env(n), access_log)
+
+    def start_floor(self, n: int, document: Path) -> Server:
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{HOST}:{{port}}",
+            "--workers", str(WORKERS),
+            "--no-control-socket",  # as `feedsvc serve` passes it
+            "--pythonpath", str(TOP),
+            f"benchmarks.floor:create_app({str(document)!r})",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN")}
+        return self.start("floor", n, argv, env, access_log=False)
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+# -- waiting -------------------------------------------------------------------------------
+
+
+def wait_loaded(server: Server, timeout: float) -> float:
+    """Seconds from process start until every worker had loaded the app."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.check_alive()
+        loaded, workers = server.loaded(), server.workers()
+        if len(workers) == WORKERS and all(pid in loaded for pid in workers):
+            return max(loaded[pid] for pid in workers)
+        time.sleep(0.02)
+    raise BenchError(
+        f"{server.name}: workers not loaded after {timeout:.0f} s "
+        f"({server.booted_workers()} booted)"
+    )
+
+
+def wait_ready(server: Server, timeout: float) -> tuple[float, float, int, dict[str, int]]:
+    """Seconds until loaded, seconds until every worker answered every feed 200, requests
+    made, and the size of each feed.
+
+    Feeds are requested once every worker has loaded the app (earlier requests would
+    compete with the loading workers for the two cores); each URL must then be answered
+    READY_ANSWERS times with 200, by every worker (the access log says which).
+    """
+    deadline = time.monotonic() + timeout
+    loaded = wait_loaded(server, timeout)
+    answered: dict[str, Counter[int]] = {url: Counter() for url in READY_URLS}
+    sizes: dict[str, int] = {}
+    pending, requests = set(READY_URLS), 0
+    while pending:
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"{server.name}: not ready after {timeout:.0f} s; pending {sorted(pending)}"
+            )
+        server.check_alive()
+        for url in sorted(pending):
+            requests += 1
+            try:
+                status, _, body = fetch(server.port, url, timeout=timeout)
+            except (OSError, http.client.HTTPException):  # e.g. a worker killed meanwhile
+                time.sleep(0.1)
+                break
+            if status == 200:
+                sizes[url] = len(body)
+        for pid, status, path, _query in server.new_answers():
+            if status == 200 and path in answered:
+                answered[path][pid] += 1
+        workers = set(server.workers())
+        pending = {
+            url
+            for url in READY_URLS
+            if sum(answered[url].values()) < READY_ANSWERS or not workers <= set(answered[url])
+        }
+    return loaded, time.time() - server.started, requests, sizes
+
+
+def wait_idle(pids: Sequence[int], quiet: float = 1.0, timeout: float = 120.0) -> bool:
+    """Until the processes have used no CPU for `quiet` seconds (a re-scan has finished)."""
+    deadline = time.monotonic() + timeout
+    last, since = [cpu_ticks(p) for p in pids], time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = [cpu_ticks(p) for p in pids]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    print(f"  warning: workers {list(pids)} never idle for {quiet} s", file=sys.stderr)
+    return False
+
+
+def wait_quiet(limit: float, pids: Sequence[int] = ()) -> None:
+    """Give other work on the machine up to `limit` seconds to finish before measuring:
+    until the rest of it (everything but `pids` and this process) uses < QUIET_LOAD cores."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        meter = LoadMeter().with_pids(pids)
+        time.sleep(1.0)
+        if meter.other_cores(pids) < QUIET_LOAD:
+            return
+    print(f"  warning: the machine is busy with other work (>= {QUIET_LOAD} cores)",
+          file=sys.stderr)  # fmt: skip
+
+
+def first_entry_title(atom: bytes) -> str | None:
+    entry = ElementTree.fromstring(atom).find(f"{ATOM}entry")
+    return None if entry is None else entry.findtext(f"{ATOM}title")
+
+
+# -- measures ------------------------------------------------------------------------------
+
+
+@dataclass
+class Startup:
+    loaded: float  # s until every worker had loaded the app
+    ready: float  # s until every worker had answered every feed 200
+    requests: int
+    booted: int  # workers gunicorn booted (> WORKERS: some were killed)
+    feed_bytes: dict[str, int]  # URL -> body size
+    logged_reload_ms: list[float]  # the workers' own "reload: ... ms" log lines
+    other_cores: float  # how busy the rest of the machine was meanwhile
+
+
+@dataclass
+class NewFile:
+    served_all: float  # s from writing the file until every worker was seen serving it
+    streak: float  # s until NEW_FILE_STREAK responses in a row had it first
+    requests: int
+    cpu_ms: float  # both workers, minus the baseline
+    cpu_ms_per_worker: list[float]
+    baseline_ms: float
+    window: float
+    logged_reload_ms: list[float]
+    other_cores: float
+
+
+@dataclass
+class Wrk:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    bytes_per_response: float
+    other_cores: float
+
+
+@dataclass
+class Serving:
+    document_bytes: int
+    runs: dict[tuple[str, str], list[Wrk]]  # (server, status) -> one wrk run per round
+
+    def pairs(self, code: str) -> list[tuple[Wrk, Wrk]]:
+        """(feedsvc, floor) runs made back to back, one pair a round; rounds that other
+        load disturbed are left out, unless every round was disturbed."""
+        pairs = list(zip(self.runs["feedsvc", code], self.runs["floor", code], strict=True))
+        quiet = [pair for pair in pairs if max(w.other_cores for w in pair) < QUIET_LOAD]
+        return quiet or pairs
+
+    def ratios(self, code: str) -> list[float]:
+        """feedsvc / floor requests/s, round by round."""
+        return [ours.requests_per_s / floor.requests_per_s for ours, floor in self.pairs(code)]
+
+    def ratio(self, code: str) -> float:
+        return statistics.median(self.ratios(code))
+
+
+@dataclass
+class Build:
+    seconds: float
+    files_reported: int | None
+    files_on_disk: int
+    bytes_on_disk: int
+    peak_rss_mb: float
+
+
+@dataclass
+class SizeResult:
+    n: int
+    corpus_seconds: float | None = None  # None: reused from an earlier run
+    health: dict[str, object] = field(default_factory=dict)
+    cold: Startup | None = None
+    warm: Startup | None = None
+    new_files: list[NewFile] = field(default_factory=list)
+    serving: Serving | None = None
+    build: Build | None = None
+    rss_mb: dict[str, float] = field(default_factory=dict)  # server name -> max worker VmHWM
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        values = [mb for name, mb in self.rss_mb.items() if name != "floor"]
+        return max(values) if values else None
+
+
+RELOAD_LINE = re.compile(r"^\[(\d+)\] INFO reload: .* ([\d.]+) ms$", re.MULTILINE)
+
+
+def logged_reloads(server: Server, since: int = 0) -> list[float]:
+    """Durations of the reloads the workers logged, from byte `since` of the log on."""
+    text = server.log.read_bytes()[since:].decode(errors="replace")
+    return [float(ms) for _pid, ms in RELOAD_LINE.findall(text)]
+
+
+def ensure_corpus(bench: Bench, n: int) -> float | None:
+    """Generate the corpus for `n` unless a complete one is there; seconds, or None if reused."""
+    folder = bench.size_dir(n)
+    items, marker = folder / "items", folder / "corpus.json"
+    source = Path(corpus.__file__).read_bytes()
+    wanted = {"count": n, "seed": bench.seed, "generator": hashlib.sha256(source).hexdigest()}
+    if marker.exists() and json.loads(marker.read_text()) == wanted and items.is_dir():
+        for extra in corpus.extra_files(items):  # left by an interrupted run
+            extra.unlink()
+        return None
+    marker.unlink(missing_ok=True)
+    shutil.rmtree(items, ignore_errors=True)
+    started = time.perf_counter()
+    corpus.generate(items, n, bench.seed)
+    elapsed = time.perf_counter() - started
+    marker.write_text(json.dumps(wanted))
+    return elapsed
+
+
+def measure_startup(bench: Bench, name: str, n: int) -> tuple[Server, Startup]:
+    """Start feedsvc and wait until it is ready; the server is left running."""
+    wait_quiet(bench.quiet_wait)
+    meter = LoadMeter()
+    server = bench.start_feedsvc(name, n)
+    try:
+        loaded, ready, requests, sizes = wait_ready(server, bench.ready_timeout)
+        other = meter.other_cores(server.pids())
+    except BaseException:
+        server.stop()
+        raise
+    booted = server.booted_workers()
+    reloads = logged_reloads(server)
+    startup = Startup(loaded, ready, requests, booted, sizes, reloads, other)
+    return server, startup
+
+
+def poll_new_item(server: Server, title: str, timeout: float) -> tuple[float, float, int]:
+    """Poll NEW_FILE_URL until NEW_FILE_STREAK responses in a row, from every worker, show
+    `title` first; return (s until every worker was seen serving it, s until the streak,
+    requests), counted from the call."""
+    started = time.perf_counter()
+    seen: list[tuple[int, float, bool]] = []  # (request number, time, new item first)
+    pid_of: dict[int, int] = {}
+    while time.perf_counter() - started < timeout:
+        server.check_alive()
+        number = len(seen)
+        status, _, body = fetch(server.port, f"{NEW_FILE_URL}?bench={number}")
+        if status != 200:
+            raise BenchError(f"{NEW_FILE_URL} answered {status} while polling")
+        seen.append((number, time.perf_counter() - started, first_entry_title(body) == title))
+        for pid, _status, _path, query in server.new_answers():
+            if query.startswith("bench="):
+                pid_of[int(query.removeprefix("bench="))] = pid
+        tail = seen[-NEW_FILE_STREAK:]
+        workers = set(server.workers())
+        if (
+            len(tail) == NEW_FILE_STREAK
+            and all(new for _, _, new in tail)
+            and all(number in pid_of for number, _, _ in tail)
+            and workers <= {pid_of[number] for number, _, _ in tail}
+        ):
+            first_new: dict[int, float] = {}  # per worker: first new answer after its last old
+            for number, when, new in seen:
+                pid = pid_of.get(number)
+                if pid is not None and not new:
+                    first_new.pop(pid, None)
+                elif pid is not None:
+                    first_new.setdefault(pid, when)
+            return max(first_new[pid] for pid in workers), tail[-1][1], len(seen)
+        time.sleep(POLL_PAUSE)
+    raise BenchError(f"the new item was not served by every worker within {timeout:.0f} s")
+
+
+def baseline_ticks(server: Server, requests: int, window: float) -> dict[int, int]:
+    """Worker CPU ticks for `requests` polls, paced as the measurement's, over `window` s."""
+    workers = server.workers()
+    wait_idle(workers)
+    before = {pid: cpu_ticks(pid) for pid in workers}
+    started = time.perf_counter()
+    for number in range(requests):
+        fetch(server.port, f"{NEW_FILE_URL}?baseline={number}")
+        time.sleep(POLL_PAUSE)
+    time.sleep(max(0.0, window - (time.perf_counter() - started)))
+    server.new_answers()  # skip the baseline's lines
+    return {pid: cpu_ticks(pid) - before[pid] for pid in workers}
+
+
+def measure_new_file(bench: Bench, server: Server, n: int, number: int) -> NewFile:
+    """Drop one item file into the running server's folder; time and CPU until served.
+
+    The CPU of the polling itself is measured again with no file change, twice, and the
+    smaller of the two is subtracted: a periodic re-scan falls into one window at most.
+    """
+    workers = server.workers()
+    wait_idle(workers)
+    wait_quiet(bench.quiet_wait, server.pids())
+    log_from = server.log.stat().st_size
+    before = {pid: cpu_ticks(pid) for pid in workers}
+    meter = LoadMeter().with_pids(server.pids())
+    started = time.perf_counter()
+    written = corpus.write_one(bench.size_dir(n) / "items", number, bench.seed)
+    served_all, streak, requests = poll_new_item(server, written.title, bench.ready_timeout)
+    time.sleep(SETTLE_AFTER)
+    used = {pid: cpu_ticks(pid) - before[pid] for pid in workers}
+    window = time.perf_counter() - started
+    other = meter.other_cores(server.pids())
+    baselines = [baseline_ticks(server, requests, window) for _ in range(2)]
+    baseline = min(baselines, key=lambda ticks: sum(ticks.values()))
+    per_worker = [(used[pid] - baseline[pid]) * 1000 / CLOCK_TICKS for pid in workers]
+    return NewFile(
+        served_all=served_all,
+        streak=streak,
+        requests=requests,
+        cpu_ms=sum(per_worker),
+        cpu_ms_per_worker=per_worker,
+        baseline_ms=sum(baseline.values()) * 1000 / CLOCK_TICKS,
+        window=window,
+        logged_reload_ms=logged_reloads(server, log_from),
+        other_cores=other,
+    )
+
+
+def run_wrk(server: Server, script: Path, duration: int, headers: Mapping[str, str]) -> Wrk:
+    argv = ["wrk", *WRK_ARGS, f"-d{duration}s", "-s", str(script)]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(f"http://{HOST}:{server.port}{NEW_FILE_URL}")
+    meter = LoadMeter().with_pids(server.pids())
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
+    other = meter.other_cores(server.pids())
+    match = re.search(r"^WRK-JSON (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or match is None:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
+    data = json.loads(match.group(1))
+    requests = max(1, data["requests"])
+    return Wrk(
+        requests_per_s=data["requests"] / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        requests=data["requests"],
+        errors=data["errors"],
+        bytes_per_response=data["bytes"] / requests,
+        other_cores=other,
+    )
+
+
+def measure_serving(bench: Bench, result: SizeResult) -> Serving:
+    """wrk against feedsvc and against the floor app serving the same bytes, alternately.
+
+    Both servers run throughout; before each wrk run the suite waits until both are idle
+    (an idle feedsvc still re-scans its folder) and the machine is quiet. Rounds
+    alternate which server goes first, so that a drift in the machine's speed cancels.
+    """
+    document = bench.size_dir(result.n) / "floor" / "all.atom"
+    script = bench.work / "wrk_report.lua"
+    script.write_text(WRK_SCRIPT)
+    server = bench.start_feedsvc("serve", result.n, access_log=False)  # no per-request log
+    floor: Server | None = None
+    runs: dict[tuple[str, str], list[Wrk]] = {}
+    try:
+        wait_loaded(server, bench.ready_timeout)
+        size, etag = save_feed(server, document)
+        floor = bench.start_floor(result.n, document)
+        wait_loaded(floor, 60)
+        status, headers, body = fetch(floor.port, NEW_FILE_URL)
+        if (status, headers.get("ETag"), body) != (200, etag, document.read_bytes()):
+            raise BenchError("the floor app does not serve the same bytes and ETag")
+        for target in (server, floor):
+            run_wrk(target, script, 2, {})  # warm-up: first renders, lazy imports
+        for round_ in range(bench.rounds):
+            order = {"feedsvc": server, "floor": floor}
+            if round_ % 2:
+                order = dict(reversed(order.items()))
+            for code, headers in (("200", {}), ("304", {"If-None-Match": etag})):
+                for name, target in order.items():
+                    wait_idle([*server.workers(), *floor.workers()], quiet=0.5)
+                    wait_quiet(bench.quiet_wait, target.pids())
+                    wrk = run_wrk(target, script, bench.duration, headers)
+                    runs.setdefault((name, code), []).append(wrk)
+        result.rss_mb["serve"], result.rss_mb["floor"] = server.peak_rss_mb(), floor.peak_rss_mb()
+    finally:
+        server.stop()
+        if floor is not None:
+            floor.stop()
+    return Serving(size, runs)
+
+
+def save_feed(server: Server, document: Path) -> tuple[int, str]:
+    """Save NEW_FILE_URL as feedsvc serves it, for the floor app; check its 304."""
+    status, headers, body = fetch(server.port, NEW_FILE_URL)
+    etag = headers.get("ETag", "")
+    if status != 200 or not etag:
+        raise BenchError(f"{NEW_FILE_URL} answered {status} with ETag {etag!r}")
+    status_304, _, _ = fetch(server.port, NEW_FILE_URL, {"If-None-Match": etag})
+    if status_304 != 304:
+        raise BenchError(f"If-None-Match: {etag} answered {status_304}, not 304")
+    saved = DocumentHeaders(
+        path=NEW_FILE_URL, etag=unquote_etag(etag)[0], content_type=headers["Content-Type"]
+    )
+    save_document(document, body, saved)
+    return len(body), etag
+
+
+def measure_build(bench: Bench, n: int) -> Build:
+    """`feedsvc build` of the whole site: wall time, files written, peak RSS."""
+    out = bench.size_dir(n) / "build"
+    shutil.rmtree(out, ignore_errors=True)
+    log = bench.size_dir(n) / "logs" / "build.log"
+    argv = [str(BIN / "feedsvc"), "build", str(out)]
+    wait_quiet(bench.quiet_wait)
+    with log.open("wb") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv,
+            cwd=bench.cwd(n),
+            env=bench.feedsvc_env(n),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        while True:  # os.wait4 also gives the child's peak RSS
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.perf_counter() - started > bench.build_timeout:
+                raise BenchError(f"feedsvc build did not finish in {bench.build_timeout:.0f} s")
+            time.sleep(0.1)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.wait(10)
+    seconds = time.perf_counter() - started
+    text = log.read_text(errors="replace")
+    if process.returncode != 0:
+        raise BenchError(f"feedsvc build exited with {process.returncode}: {text[-2000:]}")
+    reported = re.search(r"wrote (\d+) files", text)
+    files = [Path(root, name) for root, _, names in os.walk(out) for name in names]
+    size = sum(path.stat().st_size for path in files)
+    shutil.rmtree(out, ignore_errors=True)
+    return Build(
+        seconds,
+        int(reported.group(1)) if reported else None,
+        len(files),
+        size,
+        usage.ru_maxrss * 1024 / 1e6,
+    )
+
+
+def health(server: Server) -> dict[str, object]:
+    status, _, body = fetch(server.port, "/healthz")
+    return json.loads(body) if status == 200 else {"status": status}  # type: ignore[no-any-return]
+
+
+def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult:
+    """Every measure for one corpus size; a measure that fails is reported, not fatal."""
+    result = SizeResult(n)
+    result.corpus_seconds = ensure_corpus(bench, n)
+    made = result.corpus_seconds
+    log(f"corpus: {'reused' if made is None else f'generated in {made:.1f} s'}")
+    items = bench.size_dir(n) / "items"
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        try:
+            yield
+        except (BenchError, OSError, subprocess.SubprocessError) as error:
+            result.failures.append(f"{name}: {error}")
+            log(f"{name} FAILED: {error}")
+
+    shutil.rmtree(bench.size_dir(n) / "cache", ignore_errors=True)
+    with phase("cold start"):
+        server, result.cold = measure_startup(bench, "cold", n)
+        try:
+            result.health = health(server)
+            log(f"cold start: loaded {result.cold.loaded:.2f} s, ready {result.cold.ready:.2f} s")
+            result.rss_mb["cold"] = server.peak_rss_mb()
+        finally:
+            server.stop()
+    try:
+        with phase("warm restart"):
+            server, result.warm = measure_startup(bench, "warm", n)
+            try:
+                log(
+                    f"warm restart: loaded {result.warm.loaded:.2f} s, "
+                    f"ready {result.warm.ready:.2f} s"
+                )
+                for number in range(1, bench.repeats + 1):
+                    with phase(f"new file {number}"):
+                        new = measure_new_file(bench, server, n, number)
+                        result.new_files.append(new)
+                        log(
+                            f"new file {number}: every worker {new.served_all:.2f} s, "
+                            f"CPU {new.cpu_ms:.0f} ms"
+                        )
+                result.rss_mb["warm"] = server.peak_rss_mb()
+            finally:
+                server.stop()
+    finally:
+        for extra in corpus.extra_files(items):
+            extra.unlink()
+    with phase("serving"):
+        result.serving = serving = measure_serving(bench, result)
+        log(f"serving: feedsvc/floor {serving.ratio('200'):.2f} for 200s, "
+            f"{serving.ratio('304'):.2f} for 304s")  # fmt: skip
+    with phase("build"):
+        result.build = measure_build(bench, n)
+        log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
+    return result
+
+
+# -- the report ----------------------------------------------------------------------------
+
+Row = list[str]
+SIZE_URLS = ("/feeds/all.atom", "/feeds/weekly.atom")  # their sizes go in the Corpus table
+Check = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    memory = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    ram = f"{int(memory.group(1)) / 2**20:.1f} GiB RAM" if memory else "RAM unknown"
+    cpu = model.group(1) if model else "unknown CPU"
+    return f"{cpu}, {os.cpu_count()} cores, {ram}, Linux {platform.release()}"
+
+
+def versions() -> str:
+    found = [f"Python {platform.python_version()}"]
+    for package in PACKAGES:
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{package} (not installed)")
+        if package == "PyYAML":
+            c_loader = getattr(yaml, "__with_libyaml__", False) and hasattr(yaml, "CSafeLoader")
+            found[-1] += f" (C loader {'available' if c_loader else 'NOT available'})"
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False)
+    found.append((wrk.stdout + wrk.stderr).partition(" Copyright")[0].strip())
+    return ", ".join(found)
+
+
+def code_version() -> str:
+    """The commit, and whether feedsvc had uncommitted changes (it is measured as it is)."""
+
+    def git(*args: str) -> str:
+        argv = ["git", "-C", str(TOP), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "feedsvc", "pyproject.toml").splitlines()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = f", with uncommitted changes to {len(changed)} file(s) of feedsvc" if changed else ""
+    return f"commit {commit}{dirty}"
+
+
+def seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def spread(values: Sequence[float], unit: str, digits: int = 2) -> str:
+    """The median, and the range when there is more than one value."""
+    if not values:
+        return "–"
+    middle = f"{statistics.median(values):.{digits}f}" + (f" {unit}" if unit else "")
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def check(
+    label: str, value: float | None, limit: float, shown: str, at_least: bool = False
+) -> Check:
+    """One target: `shown` formats the value; the target is `value <= limit` (or >=)."""
+    if value is None:
+        return (label, "–", None)
+    return (label, shown.format(value), value >= limit if at_least else value <= limit)
+
+
+def target_checks(results: Mapping[int, SizeResult]) -> list[Check]:
+    small, large = results.get(10_000), results.get(100_000)
+    cold_10k = small.cold.ready if small and small.cold else None
+    warm_10k = small.warm.ready if small and small.warm else None
+    cold_100k = large.cold.ready if large and large.cold else None
+    growth = cold_100k / cold_10k if cold_10k and cold_100k else None
+    new_files = large.new_files if large else []
+    served = statistics.median([f.served_all for f in new_files]) if new_files else None
+    cpu = statistics.median([f.cpu_ms for f in new_files]) if new_files else None
+    checks = [
+        check("cold start, 10k items ≤ 4 s", cold_10k, 4, "{:.2f} s"),
+        check("warm restart, 10k items ≤ 1 s", warm_10k, 1, "{:.2f} s"),
+        check("cold start, 100k items ≤ 40 s", cold_100k, 40, "{:.2f} s"),
+        check("cold start, 100k no worse than linear from 10k", growth, 10, "{:.1f}× the 10k"),
+        check("peak RSS per worker, 100k items ≤ 400 MB",
+              large.peak_rss_mb if large else None, 400, "{:.0f} MB"),
+        check("new file served by every worker, 100k items ≤ 2 s (median)", served, 2,
+              "{:.2f} s"),
+        check("CPU for that reload (both workers), 100k items ≤ 50 ms (median)", cpu, 50,
+              "{:.0f} ms"),
+    ]  # fmt: skip
+    for n, result in sorted(results.items()):
+        for code in ("200", "304"):
+            value = result.serving.ratio(code) if result.serving else None
+            label = f"feed {code} throughput ≥ 0.9 × floor, {n:,} items (median of rounds)"
+            checks.append(check(label, value, 0.9, "{:.2f} × floor", at_least=True))
+    return checks
+
+
+def table(header: Sequence[str], rows: Sequence[Row]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def corpus_row(r: SizeResult) -> Row:
+    made = "reused" if r.corpus_seconds is None else seconds(r.corpus_seconds)
+    counts = [str(r.health.get(key, "–")) for key in ("items", "errors", "warnings")]
+    sizes = r.cold.feed_bytes if r.cold else {}
+    shown = [f"{sizes[url] / 1e6:.2f} MB" if url in sizes else "–" for url in SIZE_URLS]
+    return [f"{r.n:,}", made, *counts, *shown]
+
+
+def startup_row(n: int, startup: Startup | None) -> Row:
+    if startup is None:
+        return [f"{n:,}", *["–"] * (len(STARTUP_HEADER) - 1)]
+    logged = ", ".join(f"{ms / 1000:.2f}" for ms in startup.logged_reload_ms) or "–"
+    ready = f"**{seconds(startup.ready)}**"
+    return [f"{n:,}", seconds(startup.loaded), ready, str(startup.requests), logged,
+            str(startup.booted), f"{startup.other_cores:.2f}"]  # fmt: skip
+
+
+def new_file_row(r: SizeResult) -> Row:
+    files = r.new_files
+
+    def each(values: Callable[[NewFile], Sequence[float]]) -> str:
+        return "; ".join(", ".join(f"{v:.0f}" for v in values(f)) for f in files) or "–"
+
+    return [
+        f"{r.n:,}",
+        f"**{spread([f.served_all for f in files], 's')}**",
+        spread([f.streak for f in files], "s"),
+        f"**{spread([f.cpu_ms for f in files], 'ms', 0)}**",
+        each(lambda f: f.cpu_ms_per_worker),
+        spread([f.baseline_ms for f in files], "ms", 0),
+        each(lambda f: [f.requests]),
+        each(lambda f: f.logged_reload_ms),
+        spread([f.other_cores for f in files], "", 2),
+    ]
+
+
+def medians(runs: Sequence[Sequence[Wrk]], value: Callable[[Wrk], float], shown: str) -> str:
+    """The median of `value` over each server's rounds, as "feedsvc / floor"."""
+    return " / ".join(shown.format(statistics.median(value(w) for w in each)) for each in runs)
+
+
+def serving_rows(r: SizeResult) -> list[Row]:
+    s = r.serving
+    if s is None:
+        return []
+    rows = []
+    for code in ("200", "304"):
+        pairs = s.pairs(code)
+        runs = ([ours for ours, _ in pairs], [floor for _, floor in pairs])
+        used = f"{len(pairs)} of {len(s.runs['feedsvc', code])}"
+        rows.append([
+            f"{r.n:,}", code, used, medians(runs, lambda w: w.requests_per_s, "{:,.0f}"),
+            f"**{spread(s.ratios(code), '')}**", medians(runs, lambda w: w.p99_ms, "{:.1f}"),
+            medians(runs, lambda w: w.p50_ms, "{:.1f}"),
+            medians(runs, lambda w: w.bytes_per_response, "{:,.0f}"),
+            medians(runs, lambda w: w.errors, "{:.0f}"),
+            " / ".join(f"{max(w.other_cores for w in each):.2f}" for each in runs),
+        ])  # fmt: skip
+    return rows
+
+
+def rss_row(r: SizeResult) -> Row:
+    phases = [f"{r.rss_mb[k]:.0f}" if k in r.rss_mb else "–" for k in ("cold", "warm", "serve")]
+    peak = "–" if r.peak_rss_mb is None else f"**{r.peak_rss_mb:.0f}**"
+    floor = f"{r.rss_mb['floor']:.0f}" if "floor" in r.rss_mb else "–"
+    build = f"{r.build.peak_rss_mb:.0f}" if r.build else "–"
+    return [f"{r.n:,}", *phases, peak, floor, build]
+
+
+def build_row(r: SizeResult) -> Row:
+    b = r.build
+    if b is None:
+        return [f"{r.n:,}", "–", "–", "–"]
+    files = f"{b.files_reported} / {b.files_on_disk}"
+    return [f"{r.n:,}", f"**{seconds(b.seconds)}**", files, f"{b.bytes_on_disk / 1e6:,.0f} MB"]
+
+
+STARTUP_HEADER = ["items", "workers loaded the app", "every feed 200 from every worker",
+                  "requests",
+                  "initial reload per worker, as logged (s)", "workers booted",
+                  "other load (cores)"]  # fmt: skip
+
+
+def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> str:
+    """The generated part of docs/benchmarks.md: run details, targets, one table per measure."""
+    checks = target_checks({r.n: r for r in results})
+    status = {None: "not measured", True: "met", False: "**missed**"}
+    failures = [f"- {r.n:,} items: {failure}" for r in results for failure in r.failures]
+    out = [
+        "# feedsvc benchmarks",
+        "",
+        "<!-- Written by `python -m benchmarks.run`: everything above `## Notes` is rewritten",
+        "     on each run; the Notes section is kept as it is. -->",
+        "",
+        f"- **Date**: {context['date']} (the run took {context['elapsed']})",
+        f"- **Command**: `{context['command']}`",
+        f"- **Code**: {context['code']}",
+        f"- **Machine**: {machine()}",
+        f"- **Software**: {versions()}",
+        "",
+        "## Targets",
+        "",
+        *table(["target", "measured", "status"], [[t, m, status[met]] for t, m, met in checks]),
+        *(["**Measurements that failed:**", "", *failures, ""] if failures else []),
+        "## Corpus",
+        "",
+        *table(["items", "generated in", "/healthz items", "errors", "warnings", *SIZE_URLS],
+               [corpus_row(r) for r in results]),
+        "## Cold start (no cache)",
+        "",
+        *table(STARTUP_HEADER, [startup_row(r.n, r.cold) for r in results]),
+        "## Warm restart (the cache the cold start left)",
+        "",
+        *table(STARTUP_HEADER, [startup_row(r.n, r.warm) for r in results]),
+        "## New file dropped into items/ (median, range)",
+        "",
+        *table(["items", "served by every worker", f"{NEW_FILE_STREAK} in a row",
+                "reload CPU, both workers", "per worker (ms)", "baseline CPU", "polls",
+                "reloads as logged (ms)", "other load (cores)"],
+               [new_file_row(r) for r in results]),
+        "## Serving /feeds/all.atom: feedsvc and the Flask floor (wrk)",
+        "",
+        *table(["items", "status", "rounds used", "req/s (feedsvc / floor)",
+                "feedsvc / floor, per round",
+                "p99 ms", "p50 ms", "bytes per response", "errors", "max other load (cores)"],
+               [row for r in results for row in serving_rows(r)]),
+        "## Peak RSS per worker (VmHWM, MB = 10⁶ bytes)",
+        "",
+        *table(["items", "cold server", "warm server (after the new files)",
+                "serving server (after wrk)", "max feedsvc worker", "floor app",
+                "`feedsvc build` process"], [rss_row(r) for r in results]),
+        "## `feedsvc build` of the whole site",
+        "",
+        *table(["items", "time", "files (reported / on disk)", "size on disk"],
+               [build_row(r) for r in results]),
+        METHOD.strip(),
+        "",
+    ]  # fmt: skip
+    return "\n".join(out)
+
+
+METHOD = f"""
+## Method
+
+- **Corpus**: `python -m benchmarks.corpus` (seed 1): item files across
+  {len(corpus.CATEGORIES)} categories, dated 2023-01-01..2024-12-31 with times and no
+  timezone, 2-4 KB Markdown bodies with raw HTML for the sanitiser. Generated once per
+  size under the work folder and reused while its marker (count, seed, generator hash)
+  matches. The files are in the page cache when measured: "cold" means without
+  feedsvc's cache, not a cold disk.
+- **Servers**: `.venv/bin/feedsvc serve --host 127.0.0.1 --port P --workers {WORKERS}` with
+  `FEEDSVC_ITEMS_DIR`, `FEEDSVC_BASE_URL={BASE_URL}`, `FEEDSVC_CACHE_DIR`,
+  `FEEDSVC_TIMEZONE=UTC`, in an empty working directory (no feedsvc.toml). Extra gunicorn
+  settings come through `GUNICORN_CMD_ARGS`: a `post_worker_init` hook that records when
+  each worker has loaded the app and, except for the serving measure, an access log that
+  names the pid that answered each request. Servers are stopped with SIGTERM to the
+  master's pid.
+- **Cold start / warm restart**: wall time from starting the process until every worker
+  has answered each of the {len(READY_URLS)} feeds, `/feeds/{{all,weekly,<category>}}` in
+  RSS and Atom, with 200, at least {READY_ANSWERS} times per URL with every worker among
+  them (from the access log). Feeds are requested one at a time on new connections, from
+  the moment every worker has loaded the app ("workers loaded the app"), so that polling
+  does not compete with loading workers for the two cores. The cold start deletes the
+  cache folder first; the warm restart keeps it.
+- **New file**: on the warm server, once its workers are idle, one item file dated after
+  every other item is written (`benchmarks.corpus.write_one`) and `{NEW_FILE_URL}` is
+  polled every {POLL_PAUSE * 1000:.0f} ms on new connections until {NEW_FILE_STREAK}
+  responses in a row, from every worker, have it as their first entry. "Served by every
+  worker" is the slowest worker's first response with the new item after its last one
+  without it. CPU is utime+stime of the workers (every thread, `/proc/<pid>/stat`,
+  {CLOCK_TICKS} ticks/s) from just before the write until {SETTLE_AFTER:.0f} s after the
+  item was served everywhere, minus a baseline: the same number of requests, paced the
+  same, over the same wall time, with no file change (measured twice; the smaller counts,
+  as a periodic re-scan may fall into one of them). It includes re-rendering
+  `{NEW_FILE_URL}` in each worker, and a periodic re-scan if one falls into the measured
+  window, which makes single values noisy: the measure is repeated (`--repeats`) with a
+  new file each time, and the median is reported with the range in parentheses.
+- **Serving**: a fresh feedsvc server on the same cache (no access log) and, beside it,
+  `benchmarks/floor.py` (Flask; the same body, ETag and Content-Type, from memory;
+  `make_conditional` for the 304) under the same gunicorn settings (`--workers {WORKERS}
+  --no-control-socket`). After a 2-s wrk warm-up of each, in rounds (`--rounds`):
+  `wrk {" ".join(WRK_ARGS)} -d<duration> http://127.0.0.1:P{NEW_FILE_URL}` against one
+  server then the other, and the same with `-H 'If-None-Match: <its ETag>'`; the order
+  alternates from round to round, and before each run the suite waits until both servers
+  are idle (an idle feedsvc still re-scans its folder) and the machine is quiet. A Lua
+  `done()` hook prints wrk's numbers as JSON. The ratio is taken per round, between runs
+  made back to back, and its median is the result; req/s and latencies are medians of
+  the rounds. Rounds in which either run saw other load of {QUIET_LOAD} cores or more
+  are left out ("rounds used"), unless all were. wrk shares the 2 cores with the
+  servers, equally for both.
+- **Other load**: the CPU the rest of the machine used during a measurement, in cores:
+  busy time from `/proc/stat` minus the CPU of the server's processes (with the workers
+  gunicorn replaced), of this script and of wrk. Anything well above 0 (another
+  developer's tests or profiler, hypervisor steal) means that row was disturbed and
+  should be taken again. Before each measurement the suite waits (up to `--quiet-wait`
+  seconds) for that load to drop below {QUIET_LOAD} cores.
+- **Peak RSS**: the largest `VmHWM` among a server's workers, read just before it is
+  stopped; "max feedsvc worker" is the largest over the cold, warm and serving servers.
+- **Build**: `feedsvc build OUT` with the same environment: wall time, files written, and
+  the process's peak RSS (from `wait4`). The output is deleted afterwards.
+"""
+
+
+def write_report(path: Path, generated: str) -> None:
+    """Write the report, keeping everything from an existing `## Notes` heading on."""
+    notes = "## Notes\n\n_Profile notes and analysis, written by hand; kept by reruns._\n"
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        match = re.search(r"^## Notes[ \t]*$", old, re.MULTILINE)
+        if match:
+            notes = old[match.start() :]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(generated.rstrip("\n") + "\n\n" + notes, encoding="utf-8")
+    temporary.replace(path)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def ensure_wrk() -> None:
+    """wrk is a Debian package; install it when it is missing (the suite runs as root)."""
+    if shutil.which("wrk"):
+        return
+    print("wrk not found; installing the Debian package", file=sys.stderr)
+    subprocess.run(
+        "apt-get update -qq && apt-get install -y -qq wrk", shell=True, check=True, timeout=600
+    )
+
+
+def sizes(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give sizes like 1000,10000") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    option = parser.add_argument
+    option("--sizes", type=sizes, default=[1000, 10_000, 100_000], help="corpus sizes")
+    option("--out", type=Path, default=Path("docs/benchmarks.md"), help="the report")
+    option("--work-dir", type=Path, default=Path("/tmp/feedsvc-bench"), help="corpora, logs")
+    option("--seed", type=int, default=1, help="corpus seed")
+    option("--duration", type=int, default=10, help="seconds per wrk run")
+    option("--repeats", type=int, default=5, help="new-file measurements per size")
+    option("--rounds", type=int, default=3, help="wrk rounds per server and size")
+    option("--quiet-wait", type=float, default=60, help="max seconds to wait for other load")
+    option("--ready-timeout", type=float, default=600, help="seconds, per server start")
+    option("--build-timeout", type=float, default=3600, help="seconds, per build")
+    args = parser.parse_args(argv)
+    if not (BIN / "feedsvc").exists():
+        parser.error(f"{BIN / 'feedsvc'} not found: run with the project's .venv/bin/python")
+    ensure_wrk()
+    # `kill <pid>` must still stop the servers: SystemExit runs the `finally` below.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    bench = Bench(
+        work=args.work_dir.resolve(),
+        seed=args.seed,
+        duration=args.duration,
+        ready_timeout=args.ready_timeout,
+        build_timeout=args.build_timeout,
+        repeats=args.repeats,
+        rounds=args.rounds,
+        quiet_wait=args.quiet_wait,
+    )
+    bench.work.mkdir(parents=True, exist_ok=True)
+    started, code = datetime.now(UTC), code_version()
+    arguments = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "benchmarks.run", *arguments])
+    context = {"date": f"{started:%Y-%m-%d %H:%M} UTC", "command": command}
+    results: list[SizeResult] = []
+    try:
+        for n in args.sizes:
+
+            def log(message: str, n: int = n) -> None:
+                print(f"[{n:>7,}] {message}", file=sys.stderr, flush=True)
+
+            results.append(measure_size(bench, n, log))
+            minutes = (datetime.now(UTC) - started).total_seconds() / 60
+            now = code_version()
+            context["elapsed"] = f"{minutes:.1f} min"
+            context["code"] = code if now == code else f"{code} at the start; {now} at the end"
+            write_report(args.out, render_report(results, context))
+    finally:
+        bench.stop_all()
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 1 if any(r.failures for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1045,8 +1045,8 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
     out = [
         "# feedsvc benchmarks",
         "",
-        "<!-- Written by `python -m benchmarks.run`: everything above `## Notes` is rewritten",
-        "     on each run; the Notes section is kept as it is. -->",
+        "<!-- Written by `python -m benchmarks.run`. A rerun rewrites everything above the",
+        "     Notes heading and keeps that section, from its heading line on, as it is. -->",
         "",
         f"- **Date**: {context['date']} (the run took {context['elapsed']})",
         f"- **Command**: `{context['command']}`",
@@ -1157,14 +1157,31 @@ METHOD = f"""
 """
 
 
+NOTES_HEADING = re.compile(r"^## Notes[ \t]*$", re.MULTILINE)
+NOTES_PLACEHOLDER = "## Notes\n\n_Profile notes and analysis, written by hand; kept by reruns._\n"
+
+
+def kept_notes(path: Path) -> str:
+    """The report's hand-written part: from its `## Notes` heading line to the end.
+
+    A report with no such line is refused rather than overwritten: whatever was written
+    by hand in it would be lost.
+    """
+    if not path.exists():
+        return NOTES_PLACEHOLDER
+    old = path.read_text(encoding="utf-8")
+    match = NOTES_HEADING.search(old)
+    if match is None:
+        raise BenchError(
+            f"{path} has no '## Notes' heading line; add one above the text written by hand "
+            "(it is kept from there on), or move the file away"
+        )
+    return old[match.start() :]
+
+
 def write_report(path: Path, generated: str) -> None:
     """Write the report, keeping everything from an existing `## Notes` heading on."""
-    notes = "## Notes\n\n_Profile notes and analysis, written by hand; kept by reruns._\n"
-    if path.exists():
-        old = path.read_text(encoding="utf-8")
-        match = re.search(r"^## Notes[ \t]*$", old, re.MULTILINE)
-        if match:
-            notes = old[match.start() :]
+    notes = kept_notes(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(generated.rstrip("\n") + "\n\n" + notes, encoding="utf-8")
@@ -1214,6 +1231,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (BIN / "feedsvc").exists():
         parser.error(f"{BIN / 'feedsvc'} not found: run with the project's .venv/bin/python")
+    try:
+        kept_notes(args.out)  # before an hour of measuring, not after
+    except BenchError as error:
+        parser.error(str(error))
     ensure_wrk()
     # `kill <pid>` must still stop the servers: SystemExit runs the `finally` below.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))

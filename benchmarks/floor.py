@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from flask import Flask, Response, request
+from flask.typing import ResponseReturnValue
 
 
 class DocumentHeaders(TypedDict):
@@ -43,7 +44,7 @@ def create_app(document: str) -> Flask:
     headers: DocumentHeaders = json.loads(source.with_name(source.name + ".json").read_text())
     app = Flask(__name__)
 
-    def serve() -> Response:
+    def serve() -> ResponseReturnValue:
         response = Response(body, content_type=headers["content_type"])
         response.set_etag(headers["etag"])
         return response.make_conditional(request)

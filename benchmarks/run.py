@@ -605,11 +605,11 @@ def poll_new_item(server: Server, title: str, timeout: float) -> tuple[float, fl
         ):
             first_new: dict[int, float] = {}  # per worker: first new answer after its last old
             for number, when, new in seen:
-                pid = pid_of.get(number)
-                if pid is not None and not new:
-                    first_new.pop(pid, None)
-                elif pid is not None:
-                    first_new.setdefault(pid, when)
+                worker = pid_of.get(number)
+                if worker is not None and not new:
+                    first_new.pop(worker, None)
+                elif worker is not None:
+                    first_new.setdefault(worker, when)
             return max(first_new[pid] for pid in workers), tail[-1][1], len(seen)
         time.sleep(POLL_PAUSE)
     raise BenchError(f"the new item was not served by every worker within {timeout:.0f} s")
@@ -793,7 +793,7 @@ def measure_build(bench: Bench, n: int) -> Build:
 
 def health(server: Server) -> dict[str, object]:
     status, _, body = fetch(server.port, "/healthz")
-    return json.loads(body) if status == 200 else {"status": status}  # type: ignore[no-any-return]
+    return json.loads(body) if status == 200 else {"status": status}
 
 
 def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult:

@@ -190,6 +190,15 @@ def register(app: Flask, store_: Store) -> None:
     app.extensions["feedsvc"] = store_
     app.register_blueprint(bp)
 
+    default_options = app.make_default_options_response
+
+    def options_with_nosniff() -> Response:
+        response = default_options()
+        response.headers.extend(NOSNIFF)
+        return response
+
+    app.make_default_options_response = options_with_nosniff  # type: ignore[method-assign]
+
     @app.errorhandler(404)
     @app.errorhandler(405)
     def plain_error(error: Exception) -> Response:

@@ -350,6 +350,7 @@ def test_if_modified_since_uses_http_dates(client: FlaskClient) -> None:
         ("GET", "/nope", 404),
         ("POST", "/feeds/all.atom", 405),
         ("HEAD", "/feeds/all.rss", 200),
+        ("OPTIONS", "/feeds/all.rss", 200),
     ],
 )
 def test_nosniff_on_every_response(

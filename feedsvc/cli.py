@@ -55,8 +55,8 @@ def serve(host: str, port: int, workers: int) -> None:
     ]  # fmt: skip
     # Defaults an operator can still override in GUNICORN_CMD_ARGS (later flags win):
     # no control socket (gunicorn 27 would write one under ~/.gunicorn), and a timeout
-    # long enough for a worker to load a large folder with no cache before it answers
-    # (past gunicorn's 30 s default the master kills and restarts it, again and again).
+    # long enough for the first render of a very large weekly feed (about a minute at
+    # 100,000 items); past gunicorn's 30 s default the master kills the worker mid-request.
     defaults = f"{SERVE_DEFAULTS} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
     os.execve(sys.executable, argv, {**os.environ, "GUNICORN_CMD_ARGS": defaults})
 

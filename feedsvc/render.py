@@ -151,10 +151,29 @@ def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Roundup:
+    html: str
+
+    @property
+    def size(self) -> int:  # its weight in the snapshot's memo
+        return len(self.html)
+
+
 def week_html(snapshot: Snapshot, week: Week, settings: Settings) -> str:
-    """The roundup's body: the introduction, every story, the footer."""
-    intro = snapshot.intro_of(week.intro) if week.intro else None
-    return weekly.roundup_html(week, settings, snapshot.content_of, intro)
+    """The roundup's body: the introduction, every story, the footer.
+
+    Built once per snapshot and week, and shared by its RSS, Atom and JSON entries and
+    its page: a dense week's bodies need not pass through the body cache three times.
+    """
+    key = ("roundup", week.name)
+    found = snapshot.memo.get(key)
+    if found is None:
+        intro = snapshot.intro_of(week.intro) if week.intro else None
+        found = _Roundup(weekly.roundup_html(week, settings, snapshot.content_of, intro))
+        snapshot.memo.put(key, found)
+    html: str = found.html
+    return html
 
 
 def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:

@@ -352,3 +352,21 @@ def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> 
     # all, tech and weekly (both formats) hold the edited item; news does not.
     assert store.render_count == 8 + 6
     assert b"B, edited" in feed_bytes(store, "tech")
+
+
+def test_a_roundup_is_assembled_once_for_every_format(site: Site) -> None:
+    populate(site, 6)
+    store = Store(site.settings(), site.clock)
+    snapshot = store.reload()
+    asked: list[str] = []
+    original = snapshot.content_of
+
+    def counting(item):  # type: ignore[no-untyped-def]
+        asked.append(item.source.path)
+        return original(item)
+
+    object.__setattr__(snapshot, "content_of", counting)
+    for fmt in ("atom", "rss", "json"):
+        feed_bytes(store, "weekly", fmt)
+    assert sorted(asked) == sorted(set(asked))
+    assert len(asked) == 6

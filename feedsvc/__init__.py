@@ -5,11 +5,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import logging
+import time
 
 from flask import Flask
 
 from feedsvc.config import Settings, load_settings
 from feedsvc.store import Clock, Store, system_clock
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Settings", "__version__", "create_app", "load_settings"]
 
@@ -23,14 +26,17 @@ def create_app(
     With `watch`, a thread in this process reloads the items when files change, so each
     gunicorn worker (each builds its own app) stays live without a restart.
     """
-    from feedsvc import web
+    from feedsvc import render, web
     from feedsvc.watch import Watcher
 
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
         logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
     settings = settings or load_settings()
     store = Store(settings, clock or system_clock)
-    store.reload()
+    snapshot = store.reload()
+    started = time.perf_counter()
+    render.warm(snapshot, settings)  # so that no request waits for a first render
+    log.info("first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3)
     app = Flask(__name__, static_folder=None)
     web.register(app, store)
     if watch:

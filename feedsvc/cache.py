@@ -39,8 +39,12 @@ CREATE TABLE IF NOT EXISTS content (
     digest TEXT NOT NULL, page TEXT NOT NULL, html TEXT NOT NULL, summary TEXT NOT NULL,
     PRIMARY KEY (digest, page)
 );
-CREATE TABLE IF NOT EXISTS documents (signature TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    signature TEXT PRIMARY KEY, body BLOB NOT NULL, gzipped BLOB NOT NULL
+);
 """
+SCHEMA_VERSION = 2  # part of the fingerprint: a new schema replaces the old tables
+TABLES = ("parsed", "content", "documents")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENTS = 5_000
 KEEP_CONTENT = 250_000
@@ -49,6 +53,7 @@ KEEP_CONTENT = 250_000
 def fingerprint(settings: Settings) -> str:
     """Everything a cached value depends on besides the file itself."""
     parts = (
+        SCHEMA_VERSION,
         __version__,
         sanitize.RULES_VERSION,
         markdown_it.__version__,
@@ -153,8 +158,9 @@ class Cache:
                 row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
                 with db:
                     if row is None or row[0] != expected:
-                        for table in ("parsed", "content", "documents"):
-                            db.execute(f"DELETE FROM {table}")
+                        for table in TABLES:
+                            db.execute(f"DROP TABLE {table}")
+                        db.executescript(SCHEMA)
                         db.execute(
                             "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (expected,)
                         )
@@ -233,17 +239,27 @@ class Cache:
         return Content(rows[0][0], rows[0][1]) if rows else None
 
     def store_content(self, digest: str, page: str, content: Content) -> None:
+        self.store_contents([(digest, page, content)])
+
+    def store_contents(self, rows: list[tuple[str, str, Content]]) -> None:
+        if rows:
+            self._write(
+                "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?)",
+                [(digest, page, c.html, c.summary) for digest, page, c in rows],
+            )
+
+    def document(self, signature: str) -> tuple[bytes, bytes] | None:
+        """A rendered document: its body and the body gzipped."""
+        rows = self._run("SELECT body, gzipped FROM documents WHERE signature = ?", (signature,))
+        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def has_document(self, signature: str) -> bool:
+        return bool(self._run("SELECT 1 FROM documents WHERE signature = ?", (signature,)))
+
+    def store_document(self, signature: str, body: bytes, gzipped: bytes) -> None:
         self._write(
-            "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?)",
-            [(digest, page, content.html, content.summary)],
+            "INSERT OR REPLACE INTO documents VALUES (?, ?, ?)", [(signature, body, gzipped)]
         )
-
-    def document(self, signature: str) -> bytes | None:
-        rows = self._run("SELECT body FROM documents WHERE signature = ?", (signature,))
-        return bytes(rows[0][0]) if rows else None
-
-    def store_document(self, signature: str, body: bytes) -> None:
-        self._write("INSERT OR REPLACE INTO documents VALUES (?, ?)", [(signature, body)])
 
     def _write(self, query: str, values: list[tuple[Any, ...]]) -> None:
         if self._db is None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -211,8 +212,13 @@ class Snapshot:
     content_of: Callable[[Item], Content]
     intro_of: Callable[[Intro], str]
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
-    #: (signature, render) -> bytes: a persistent cache of rendered documents, if any.
-    document_of: Callable[[str, Callable[[], bytes]], bytes] = lambda _, render: render()
+    #: (signature, render, finish) -> finish(body, gzipped): documents kept by signature.
+    document_of: Callable[
+        [str, Callable[[], tuple[bytes, bytes]], Callable[[bytes, bytes], Any]], Any
+    ] = lambda _, render, finish: finish(*render())
+    has_document: Callable[[str], bool] = lambda _: False
+    #: items -> a context in which their bodies are at hand (rendered together, up front).
+    bodies: Callable[[Iterable[Item]], AbstractContextManager[None]] = lambda _: nullcontext()
     memo: Memo = field(default_factory=Memo)
     renders: Counter[Any] = field(default_factory=Counter)
 

@@ -64,11 +64,18 @@ class Document:
         return self.etag + "-gz"
 
 
-def make_document(body: bytes, kind: str, last_modified: datetime | None) -> Document:
-    """Compress and hash once per content change (`mtime=0` keeps gzip bytes reproducible)."""
+def compress(body: bytes) -> bytes:
+    """gzip, reproducibly (`mtime=0`): the same body always gives the same bytes."""
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def make_document(
+    body: bytes, kind: str, last_modified: datetime | None, gzipped: bytes | None = None
+) -> Document:
+    """Compress (unless given the gzip bytes) and hash, once per content change."""
     return Document(
         body=body,
-        gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+        gzipped=compress(body) if gzipped is None else gzipped,
         etag=hashlib.sha256(body).hexdigest()[:32],
         content_type=CONTENT_TYPES[kind],
         last_modified=last_modified,
@@ -423,27 +430,69 @@ RENDERERS: dict[Format, Callable[[FeedView, Settings], bytes]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """What one page of one feed shows, and the signature of its bytes."""
+
+    shown: tuple[Item, ...] | tuple[Week, ...]
+    signature: str
+
+
+def _page(snapshot: Snapshot, key: FeedKey, settings: Settings) -> _Page | None:
+    """The page `key` names, worked out once per snapshot; None for no such page."""
+    memo_key = ("page", key)
+    found: _Page | None = snapshot.memo.get(memo_key)
+    if found is None and memo_key not in snapshot.memo:
+        sources = _sources(snapshot, key.name, settings)
+        last_page = page_count(snapshot, key.name, settings)
+        if sources is not None and key.format in RENDERERS and 1 <= key.page <= last_page:
+            size = sources[1]
+            shown = sources[0][(key.page - 1) * size : key.page * size]
+            found = _Page(shown, signature(key, last_page, shown, settings))
+        snapshot.memo.put(memo_key, found)
+    return found
+
+
 def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Document | None:
     """One page of one feed in one format, rendered once per snapshot; None if unknown."""
 
     def build() -> Document | None:
-        found = _sources(snapshot, key.name, settings)
-        last_page = page_count(snapshot, key.name, settings)
-        if found is None or key.format not in RENDERERS or not 1 <= key.page <= last_page:
+        page = _page(snapshot, key, settings)
+        if page is None:
             return None
-        size = found[1]
-        shown = found[0][(key.page - 1) * size : key.page * size]
 
-        def render() -> bytes:
+        def render() -> tuple[bytes, bytes]:
             view = feed_view(snapshot, key.name, settings, key.page)
-            assert view is not None  # the same checks as above
-            return RENDERERS[key.format](view, settings)  # type: ignore[index]
+            assert view is not None  # _page made the same checks
+            body = RENDERERS[key.format](view, settings)  # type: ignore[index]
+            return body, compress(body)
 
-        body = snapshot.document_of(signature(key, last_page, shown, settings), render)
-        last_modified = max((source.updated for source in shown), default=None)
-        return make_document(body, key.format, last_modified)
+        def finish(body: bytes, gzipped: bytes) -> Document:
+            return make_document(body, key.format, last_modified, gzipped)
+
+        last_modified = max((source.updated for source in page.shown), default=None)
+        document: Document = snapshot.document_of(page.signature, render, finish)
+        return document
 
     return memoised(snapshot, key, build)
+
+
+def warm(snapshot: Snapshot, settings: Settings) -> None:
+    """Render the first page of every feed in every format now, before any request asks.
+
+    The bodies they need are rendered first, all together (spread
+    over the cores), rather than one by one inside each feed's render."""
+    keys = [FeedKey(name, format) for name, _ in feed_names(snapshot) for format in RENDERERS]
+    needed: list[Item] = []
+    for key in keys:
+        page = _page(snapshot, key, settings)
+        if page is None or key in snapshot.memo or snapshot.has_document(page.signature):
+            continue
+        for source in page.shown:
+            needed.extend(source.items if isinstance(source, Week) else (source,))
+    with snapshot.bodies(needed):
+        for key in keys:
+            feed_document(snapshot, key, settings)
 
 
 def signature(

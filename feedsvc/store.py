@@ -14,12 +14,14 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from feedsvc import itemfile
+from feedsvc import itemfile, parallel
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
 from feedsvc.index import Index
@@ -91,6 +93,7 @@ class Store:
         self._folders: tuple[str, ...] = ()
         self._scan_problems: tuple[Problem, ...] = ()
         self._contents: OrderedDict[tuple[str, str], Content] = OrderedDict()
+        self._held: dict[tuple[str, str], Content] = {}  # bodies a start-up render needs
         self._reload_lock = threading.Lock()
         self._content_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
@@ -186,10 +189,19 @@ class Store:
         seen = dict(self._seen)
         for path in look.removed:
             del seen[path]
-        for done, (entry, stat) in enumerate(look.changed, 1):
-            seen[entry.path] = self._parse(entry, stat, self._seen.get(entry.path))
-            if progress is not None:
-                progress(done, len(look.changed))
+        to_parse = []
+        for entry, stat in look.changed:
+            cached = self.cache.parsed(entry.path, stat.st_size, stat.st_mtime_ns)
+            if cached is None:
+                to_parse.append((entry, stat.st_size, stat.st_mtime_ns))
+            else:
+                seen[entry.path] = _Seen(stat.st_size, stat.st_mtime_ns, *cached)
+        # The first load of a large folder is spread over the cores; a reload is a few files.
+        results = parallel.map_in_processes(
+            partial(_read_and_parse, self.settings), to_parse, progress
+        )
+        for (entry, size, mtime_ns), (parsed, intro, read) in zip(to_parse, results, strict=True):
+            seen[entry.path] = self._parsed(entry, size, mtime_ns, parsed, intro, read)
         self._index_changes(seen, {entry.path for entry, _ in look.changed}, look.removed)
         self.cache.store_parsed(self._parsed_now)
         self._parsed_now = []
@@ -213,35 +225,28 @@ class Store:
                 continue  # deleted between listing and stat
         return listed, problems
 
-    def _parse(self, entry: _Entry, stat: os.stat_result, old: _Seen | None) -> _Seen:
-        cached = self.cache.parsed(entry.path, stat.st_size, stat.st_mtime_ns)
-        if cached is not None:
-            return _Seen(stat.st_size, stat.st_mtime_ns, *cached)
-        try:
-            with open(entry.full, "rb") as handle:
-                # Enough to see the file is too large; a 1 MiB buffer per read is not free.
-                data = handle.read(min(stat.st_size, itemfile.MAX_FILE_BYTES) + 1)
-        except OSError as error:
-            problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
-            return _Seen(stat.st_size, stat.st_mtime_ns, ParsedFile(None, (problem,)))
+    def _parsed(
+        self,
+        entry: _Entry,
+        size: int,
+        mtime_ns: int,
+        parsed: ParsedFile,
+        intro: Intro | None,
+        read: bool,
+    ) -> _Seen:
+        """Record what parsing one file gave: keep its last good version, log, cache."""
+        if not read:
+            return _Seen(size, mtime_ns, parsed)
         self.parse_count += 1
-        intro = None
-        if entry.kind == "intro":
-            intro, problems = itemfile.parse_intro(entry.path, data, stat.st_mtime_ns)
-            parsed = ParsedFile(None, tuple(problems))
-        else:
-            parsed = itemfile.parse_item(entry.path, data, self.settings, stat.st_mtime_ns)
-            last_good = old.parsed.item if old is not None else None
-            if parsed.item is None and last_good is not None:
-                # A typo must not make a published item vanish from readers' feeds.
-                note = Problem(
-                    entry.path, None, "warning", "the last good version stays published"
-                )
-                parsed = ParsedFile(last_good, (*parsed.problems, note))
+        last_good = old.parsed.item if (old := self._seen.get(entry.path)) is not None else None
+        if entry.kind == "item" and parsed.item is None and last_good is not None:
+            # A typo must not make a published item vanish from readers' feeds.
+            note = Problem(entry.path, None, "warning", "the last good version stays published")
+            parsed = ParsedFile(last_good, (*parsed.problems, note))
         for problem in parsed.problems:
             log.warning("%s", problem)
-        self._parsed_now.append((entry.path, stat.st_size, stat.st_mtime_ns, parsed, intro))
-        return _Seen(stat.st_size, stat.st_mtime_ns, parsed, intro)
+        self._parsed_now.append((entry.path, size, mtime_ns, parsed, intro))
+        return _Seen(size, mtime_ns, parsed, intro)
 
     def _walk(self) -> Iterator[_Entry]:
         """Every file that is meant to be read, and a problem for each that must not be."""
@@ -352,6 +357,8 @@ class Store:
             changes_at=view.changes_at,
             content_of=self.content_of,
             document_of=self.document_of,
+            has_document=self.has_document,
+            bodies=self.bodies,
             intro_of=self.intro_of,
             pages=view.pages,
         )
@@ -361,6 +368,9 @@ class Store:
     def content_of(self, item: Item) -> Content:
         """An item's rendered body, memoised per file version (DESIGN §Cost model)."""
         key = (item.source.digest, item.path)
+        held = self._held.get(key)
+        if held is not None:
+            return held
         with self._content_lock:
             cached = self._contents.get(key)
             if cached is not None:
@@ -378,22 +388,62 @@ class Store:
                 self._contents.popitem(last=False)
         return content
 
-    def document_of(self, signature: str, render: Callable[[], bytes]) -> bytes:
-        """A rendered document by signature: from memory (a feed a change did not touch,
-        carried over from the previous snapshot), from the persistent cache, or rendered
-        now and kept in both."""
-        body: bytes | None = self._documents.get(signature)
-        if body is None:
-            body = self.cache.document(signature)
-        if body is None:
+    @contextmanager
+    def bodies(self, items: Iterable[Item]) -> Iterator[None]:
+        """Have these items' bodies at hand while the block runs: from memory, from the
+        cache, or rendered now, all at once and spread over the cores when there are many
+        (start-up renders every body the first pages of the feeds show)."""
+        wanted: dict[tuple[str, str], Item] = {}
+        for item in items:
+            key = (item.source.digest, item.path)
+            if key not in self._contents and key not in wanted:
+                wanted[key] = item
+        held: dict[tuple[str, str], Content] = {}
+        missing = []
+        for key, item in wanted.items():
+            content = self.cache.content(*key)
+            if content is None:
+                missing.append(item)
+            else:
+                held[key] = content
+        render = partial(_render_scanned, self.root, self.settings.base_url)
+        rendered = parallel.map_in_processes(render, missing)
+        fresh = [(i, c) for i, c in zip(missing, rendered, strict=True) if c is not None]
+        self.cache.store_contents([(i.source.digest, i.path, c) for i, c in fresh])
+        held.update(((i.source.digest, i.path), c) for i, c in fresh)
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = {}
+
+    def document_of(
+        self,
+        signature: str,
+        render: Callable[[], tuple[bytes, bytes]],
+        finish: Callable[[bytes, bytes], Any],
+    ) -> Any:
+        """A document by signature: from memory (one a change did not touch, carried over
+        from the previous snapshot), or `finish(body, gzipped)` with the bytes from the
+        persistent cache, or with `render()`'s, stored there."""
+        document = self._documents.get(signature)
+        if document is not None:
+            return document
+        found = self.cache.document(signature)
+        if found is None:
             stale_before = self._stale_reads
-            body = render()
+            found = render()
             self.render_count += 1
             if self._stale_reads != stale_before:  # a body was newer than its scanned version
-                return body
-            self.cache.store_document(signature, body)
-        self._documents.put(signature, _Bytes(body))
-        return body
+                return finish(*found)
+            self.cache.store_document(signature, *found)
+        document = finish(*found)
+        self._documents.put(signature, document)
+        return document
+
+    def has_document(self, signature: str) -> bool:
+        """Whether `document_of` would find this document without rendering it."""
+        return signature in self._documents or self.cache.has_document(signature)
 
     def intro_of(self, intro: Intro) -> str:
         data, _ = self._read_version(intro.source.path, intro.source.digest)
@@ -417,12 +467,37 @@ class Store:
         return data, True
 
 
-class _Bytes(bytes):
-    """Bytes that the memo can weigh."""
+def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
+    """An item's body, rendered; None if its file changed since the scan (`content_of`
+    then deals with it). Pure but for the read, for helper processes (`parallel`)."""
+    try:
+        data = (root / item.source.path).read_bytes()
+    except OSError:
+        return None
+    if itemfile.digest(data) != item.source.digest:
+        return None
+    return itemfile.render_body(item, data, base_url)
 
-    @property
-    def size(self) -> int:
-        return len(self)
+
+def _read_and_parse(
+    settings: Settings, task: tuple[_Entry, int, int]
+) -> tuple[ParsedFile, Intro | None, bool]:
+    """Read and parse one file: (what it gives, its intro, whether it could be read).
+
+    Pure but for the read, so that helper processes can run it (`parallel`).
+    """
+    entry, size, mtime_ns = task
+    try:
+        with open(entry.full, "rb") as handle:
+            # Enough to see the file is too large; a 1 MiB buffer per read is not free.
+            data = handle.read(min(size, itemfile.MAX_FILE_BYTES) + 1)
+    except OSError as error:
+        problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
+        return ParsedFile(None, (problem,)), None, False
+    if entry.kind == "intro":
+        intro, problems = itemfile.parse_intro(entry.path, data, mtime_ns)
+        return ParsedFile(None, tuple(problems)), intro, True
+    return itemfile.parse_item(entry.path, data, settings, mtime_ns), None, True
 
 
 def _classify(

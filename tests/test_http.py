@@ -322,15 +322,30 @@ def test_two_apps_over_the_same_items_agree_on_bytes_and_etags(site: Site) -> No
         assert a.headers["ETag"] == b.headers["ETag"]
 
 
-def test_serving_a_feed_a_thousand_times_renders_it_once(client: FlaskClient) -> None:
+def test_start_up_renders_every_first_page_and_requests_render_nothing(
+    client: FlaskClient,
+) -> None:
     store = client.application.extensions["feedsvc"]
+    feeds = [f"/feeds/{name}.{fmt}" for name in ("all", "weekly", "retail")
+             for fmt in ("rss", "atom", "json")]  # fmt: skip
+    assert store.render_count == len(feeds)
     etag = client.get("/feeds/all.atom").headers["ETag"]
     for n in range(1000):
         headers = {"If-None-Match": etag} if n % 2 else {"Accept-Encoding": "gzip"}
         assert client.get("/feeds/all.atom", headers=headers).status_code in (200, 304)
+    for url in feeds:
+        assert feedparser.parse(client.get(url).data).entries
     assert store.snapshot().renders[FeedKey("all", "atom")] == 1
     health = json.loads(client.get("/healthz").data)
-    assert health["documents_rendered"] == 1
+    assert health["documents_rendered"] == len(feeds)
+
+
+def test_a_page_past_the_first_is_rendered_once_on_request(paged: FlaskClient) -> None:
+    store = paged.application.extensions["feedsvc"]
+    before = store.render_count
+    for _ in range(3):
+        assert paged.get("/feeds/all.atom?page=2").status_code == 200
+    assert store.render_count == before + 1
 
 
 def test_if_modified_since_uses_http_dates(client: FlaskClient) -> None:

@@ -18,14 +18,15 @@ ALLOWED = {
     "itemfile": {"config", "model", "sanitize"},
     "weekly": {"config", "itemfile", "model"},
     "render": {"__init__", "config", "model", "sanitize", "weekly"},
-    "store": {"cache", "config", "index", "itemfile", "model"},
+    "store": {"cache", "config", "index", "itemfile", "model", "parallel"},
+    "parallel": set(),
     "index": {"config", "model", "weekly"},
     "cache": {"__init__", "config", "model", "sanitize"},
     "web": {"config", "model", "render", "store", "weekly"},
     "cli": {"__init__", "config", "errors", "model", "render", "static", "store", "web"},
     "static": {"model", "render", "store"},
     "watch": {"store"},
-    "__init__": {"config", "store", "watch", "web"},
+    "__init__": {"config", "render", "store", "watch", "web"},
     "__main__": {"cli"},
 }
 PURE = {"model", "config", "sanitize", "itemfile", "weekly", "render"}

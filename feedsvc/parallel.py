@@ -1,0 +1,84 @@
+"""Spread a large batch of independent work (parsing files, rendering bodies) over the cores.
+
+Start-up is the only moment feedsvc has thousands of files to parse or bodies to render
+at once, and both are pure Python, so one process uses one core. `map_in_processes`
+forks helper processes for such a batch and falls back to a plain loop when the batch
+is small, when there is one core, or when this process runs other threads (forking a
+threaded process can copy a lock another thread holds). Results come back in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Below this many tasks, starting processes costs more than it saves.
+MIN_TASKS = 400
+CHUNKS_PER_PROCESS = 8  # small enough chunks that the processes finish together
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def map_in_processes(
+    function: Callable[[T], R],
+    tasks: Sequence[T],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[R]:
+    """`[function(task) for task in tasks]`, in one process per core when it pays.
+
+    `function` must be picklable (a module-level function or a `partial` of one); its
+    results must be picklable too. `progress(done, total)` is called as tasks complete.
+    """
+    processes = cores() if len(tasks) >= MIN_TASKS else 1
+    if processes > 1 and threading.active_count() == 1:
+        try:
+            return _in_processes(function, tasks, processes, progress)
+        except (OSError, BrokenProcessPool) as error:
+            log.warning("helper processes failed (%s); continuing in this process", error)
+    results = []
+    for done, task in enumerate(tasks, 1):
+        results.append(function(task))
+        if progress is not None:
+            progress(done, len(tasks))
+    return results
+
+
+def _in_processes(
+    function: Callable[[T], R],
+    tasks: Sequence[T],
+    processes: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[R]:
+    size = -(-len(tasks) // (processes * CHUNKS_PER_PROCESS))
+    chunks = [tasks[start : start + size] for start in range(0, len(tasks), size)]
+    # fork: the helpers start at once and share this process's loaded modules and settings.
+    context = multiprocessing.get_context("fork")
+    results: list[R] = []
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        for chunk in pool.map(_run_chunk, [(function, chunk) for chunk in chunks]):
+            results.extend(chunk)
+            if progress is not None:
+                progress(len(results), len(tasks))
+    return results
+
+
+def _run_chunk(work: tuple[Callable[[T], R], Sequence[T]]) -> list[R]:
+    function, chunk = work
+    return [function(task) for task in chunk]

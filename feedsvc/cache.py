@@ -143,17 +143,42 @@ class Cache:
         self.zone = settings.zone
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._path: Path | None = None  # set while the cache is usable
         self._preloaded: dict[str, tuple[int, int, str]] = {}
         if folder is not None:
             self._db = self._open(folder / FILE_NAME, fingerprint(settings))
+            self._path = folder / FILE_NAME if self._db is not None else None
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def close(self) -> None:
+        """Close the connection; the next use opens a new one. Called before a fork: an
+        SQLite connection must not be used on both sides of one."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open connection (opened again after `close`); None: no cache. Under the lock."""
+        if self._db is None and self._path is not None:
+            self._db = self._connect(self._path)
+        return self._db
+
+    def _give_up(self, what: str, error: sqlite3.Error) -> None:
+        log.warning("cache %s failed (%s); running without it", what, error)
+        self._db = self._path = None
 
     def _open(self, path: Path, expected: str) -> sqlite3.Connection | None:
         for attempt in (1, 2):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(path, timeout=10, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                db = self._connect(path)
                 db.executescript(SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
                 with db:
@@ -185,15 +210,13 @@ class Cache:
         return None
 
     def _run(self, query: str, arguments: tuple[Any, ...] = ()) -> list[Any]:
-        if self._db is None:
-            return []
-        try:
-            with self._lock:
-                return self._db.execute(query, arguments).fetchall()
-        except sqlite3.Error as error:
-            log.warning("cache read failed (%s); running without it", error)
-            self._db = None
-            return []
+        with self._lock:
+            try:
+                db = self._connection()
+                return [] if db is None else db.execute(query, arguments).fetchall()
+            except sqlite3.Error as error:
+                self._give_up("read", error)
+                return []
 
     def preload(self) -> None:
         """Read every parsed row at once: one query is much cheaper than one per file."""
@@ -227,7 +250,7 @@ class Cache:
             return None
 
     def store_parsed(self, rows: list[tuple[str, int, int, ParsedFile, Intro | None]]) -> None:
-        if self._db is None or not rows:
+        if self._path is None or not rows:
             return
         values = [(path, size, mtime, encode(p, i)) for path, size, mtime, p, i in rows]
         self._write("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)", values)
@@ -262,10 +285,11 @@ class Cache:
         )
 
     def _write(self, query: str, values: list[tuple[Any, ...]]) -> None:
-        if self._db is None:
-            return
-        try:
-            with self._lock, self._db:
-                self._db.executemany(query, values)
-        except sqlite3.Error as error:  # e.g. another worker holds the lock too long
-            log.warning("cache write failed (%s); continuing without writing", error)
+        with self._lock:
+            try:
+                db = self._connection()
+                if db is not None:
+                    with db:
+                        db.executemany(query, values)
+            except sqlite3.Error as error:  # e.g. another worker holds the lock too long
+                log.warning("cache write failed (%s); continuing without writing", error)

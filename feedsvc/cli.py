@@ -53,15 +53,17 @@ def serve(host: str, port: int, workers: int) -> None:
         "--workers", str(workers),
         "feedsvc:create_app()",
     ]  # fmt: skip
-    # Defaults an operator can still override in GUNICORN_CMD_ARGS (later flags win):
-    # no control socket (gunicorn 27 would write one under ~/.gunicorn), and a timeout
-    # long enough for the first render of a very large weekly feed (about a minute at
-    # 100,000 items); past gunicorn's 30 s default the master kills the worker mid-request.
+    # Defaults an operator can extend in GUNICORN_CMD_ARGS (later flags win): --preload,
+    # so the items are loaded and the first pages rendered once, in the master, and the
+    # workers share them (each then watches the folder itself: feedsvc.watch); no control
+    # socket (gunicorn 27 would write one under ~/.gunicorn); and a timeout long enough
+    # for an old page of a very large weekly feed, which renders on request (about a
+    # minute at 100,000 items): past gunicorn's 30 s default the worker would be killed.
     defaults = f"{SERVE_DEFAULTS} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
     os.execve(sys.executable, argv, {**os.environ, "GUNICORN_CMD_ARGS": defaults})
 
 
-SERVE_DEFAULTS = "--no-control-socket --timeout 300"
+SERVE_DEFAULTS = "--preload --no-control-socket --timeout 300"
 PROGRESS_THRESHOLD = 2000  # files; below this a check is over before a bar would help
 
 

@@ -106,6 +106,18 @@ class Store:
         self._documents = Memo(max_bytes=64 * 1024 * 1024)  # rendered feeds by signature
         self.render_count = 0  # feed pages actually rendered (not found by signature)
 
+    # -- forking (a preloading server loads once, then forks its workers) ----------------
+
+    def before_fork(self) -> None:
+        """No reload may be half done in the copy, and no SQLite connection may cross."""
+        self._reload_lock.acquire()
+        self.cache.close()
+
+    def after_fork(self, child: bool) -> None:
+        if child:  # a lock another thread of the parent held would stay held here
+            self._content_lock = threading.Lock()
+        self._reload_lock.release()
+
     # -- reading -------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:

@@ -8,10 +8,12 @@ Its interval grows with the cost of a scan, so a large folder is not scanned hot
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
 import time
+import weakref
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -69,18 +71,30 @@ class _Changes(FileSystemEventHandler):
 
 
 class Watcher:
-    """Keeps one store's snapshot in step with its folder, from a daemon thread."""
+    """Keeps one store's snapshot in step with its folder, from a daemon thread.
+
+    Threads do not survive a fork. When a process that watches forks (gunicorn's master
+    with `--preload`: it loads the items once, then forks the workers), each child starts
+    its own watcher, which first re-scans the folder to catch up, and the parent, which
+    serves nothing, stops watching.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._changed = threading.Event()
-        self._changes = _Changes(str(store.root.resolve()), self._changed)
-        self._stop = threading.Event()
         self._rescan_every = RESCAN_MIN
+        self._reset()
+
+    def _reset(self) -> None:
+        self._changed = threading.Event()
+        self._changes = _Changes(str(self.store.root.resolve()), self._changed)
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._observer: BaseObserver | None = None
 
-    def start(self) -> Watcher:
+    def start(self, *, scan_first: bool = False) -> Watcher:
+        """Watch from now on; with `scan_first`, re-scan the whole folder at once (a forked
+        child's snapshot is the parent's, as old as the parent's last reload)."""
+        _watching.add(self)
         observer = Observer()
         try:
             observer.schedule(self._changes, str(self.store.root), recursive=True)
@@ -89,20 +103,40 @@ class Watcher:
             self._observer = observer
         except OSError as error:  # e.g. out of inotify watches: the re-scan still works
             log.warning("file events unavailable (%s); re-scanning every few seconds", error)
-        self._thread = threading.Thread(target=self._run, name="feedsvc-watch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(scan_first,), name="feedsvc-watch", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        _watching.discard(self)
+        self._halt(wait=True)
+
+    def _halt(self, *, wait: bool) -> None:
         self._stop.set()
         self._changed.set()
         if self._observer is not None:
             self._observer.stop()
-            self._observer.join(timeout=5)
-        if self._thread is not None:
+            if wait:
+                self._observer.join(timeout=5)
+        if self._thread is not None and wait:
             self._thread.join(timeout=5)
 
-    def _run(self) -> None:
+    def _before_fork(self) -> None:
+        self.store.before_fork()
+
+    def _after_fork(self, child: bool) -> None:
+        self.store.after_fork(child)
+        if child:
+            self._reset()
+            self.start(scan_first=True)
+        elif not self._stop.is_set():
+            self._halt(wait=False)  # it stays in _watching: the next child watches too
+
+    def _run(self, scan_first: bool) -> None:
+        if scan_first:
+            self._reload(None)
         while not self._stop.is_set():
             if self._changed.wait(self._rescan_every):
                 self._quiet()
@@ -139,3 +173,28 @@ class Watcher:
         if paths is None:  # the cost of a full scan spaces the periodic re-scans
             cost = time.perf_counter() - started - waited
             self._rescan_every = min(RESCAN_MAX, max(RESCAN_MIN, cost * RESCAN_COST_FACTOR))
+
+
+#: Watchers started and not stopped (in this process, or handed over to its children).
+_watching: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for watcher in list(_watching):
+        watcher._before_fork()
+    if _watching:
+        # Objects loaded so far are shared with the child copy-on-write; the collector
+        # must not touch them there (Python's gc.freeze documentation).
+        gc.freeze()
+
+
+def _after_fork(child: bool) -> None:
+    for watcher in list(_watching):
+        watcher._after_fork(child)
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=lambda: _after_fork(child=False),
+    after_in_child=lambda: _after_fork(child=True),
+)

@@ -266,5 +266,5 @@ def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
                         "feedsvc:create_app()"]  # fmt: skip
     # The operator's flags come last, so they win (--timeout 60 over the default 300).
     assert env["GUNICORN_CMD_ARGS"] == (
-        "--no-control-socket --timeout 300 --timeout 60 --access-logfile -"
+        "--preload --no-control-socket --timeout 300 --timeout 60 --access-logfile -"
     )

@@ -8,7 +8,9 @@ benchmarks; here a generous deadline only keeps a broken build from hanging.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -92,6 +94,19 @@ def test_changes_reach_every_worker_without_a_restart(live: tuple[Server, Path])
     (items / "news" / "2020-09-30-renamed.md").unlink()
     everywhere(server, lambda s: titles(s) == [])
     assert len(server.worker_pids()) == 2
+
+
+def test_workers_forked_later_catch_up_with_the_folder(live: tuple[Server, Path]) -> None:
+    server, items = live
+    write(items, "2020-09-30-first.md", "First")
+    everywhere(server, lambda s: titles(s) == ["First"])
+    first_workers = server.worker_pids()
+    for pid in first_workers:
+        os.kill(int(pid.strip("<>")), signal.SIGKILL)
+    # gunicorn forks new workers from its master, which loaded the folder before "First"
+    # existed (--preload) and stopped watching once it had forked.
+    everywhere(server, lambda s: titles(s) == ["First"])
+    assert server.worker_pids() - first_workers, "the new workers answered"
 
 
 def test_a_burst_of_files_arrives_as_one_snapshot(

@@ -249,11 +249,14 @@ class Cache:
             log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
             return None
 
-    def store_parsed(self, rows: list[tuple[str, int, int, ParsedFile, Intro | None]]) -> None:
-        if self._path is None or not rows:
-            return
-        values = [(path, size, mtime, encode(p, i)) for path, size, mtime, p, i in rows]
-        self._write("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)", values)
+    @property
+    def enabled(self) -> bool:
+        return self._path is not None
+
+    def store_parsed(self, rows: list[tuple[str, int, int, str]]) -> None:
+        """Rows of (path, size, mtime_ns, `encode(parsed, intro)`)."""
+        if rows:
+            self._write("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)", rows)
 
     def content(self, digest: str, page: str) -> Content | None:
         rows = self._run(

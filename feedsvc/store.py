@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from feedsvc import itemfile, parallel
-from feedsvc.cache import Cache
+from feedsvc.cache import Cache, encode
 from feedsvc.config import Settings
 from feedsvc.index import Index
 from feedsvc.model import (
@@ -101,7 +101,7 @@ class Store:
         self._file_problems: dict[str, tuple[Problem, ...]] = {}
         self._intros: dict[str, Intro] = {}  # path -> intro
         self.cache = Cache(settings.cache_dir, settings)
-        self._parsed_now: list[tuple[str, int, int, ParsedFile, Intro | None]] = []
+        self._parsed_now: list[tuple[str, int, int, str]] = []  # cache rows to write
         self._stale_reads = 0  # bodies read from a file newer than its scanned version
         self._documents = Memo(max_bytes=64 * 1024 * 1024)  # rendered feeds by signature
         self.render_count = 0  # feed pages actually rendered (not found by signature)
@@ -209,11 +209,10 @@ class Store:
             else:
                 seen[entry.path] = _Seen(stat.st_size, stat.st_mtime_ns, *cached)
         # The first load of a large folder is spread over the cores; a reload is a few files.
-        results = parallel.map_in_processes(
-            partial(_read_and_parse, self.settings), to_parse, progress
-        )
-        for (entry, size, mtime_ns), (parsed, intro, read) in zip(to_parse, results, strict=True):
-            seen[entry.path] = self._parsed(entry, size, mtime_ns, parsed, intro, read)
+        parse = partial(_read_and_parse, self.settings, self.cache.enabled)
+        results = parallel.map_in_processes(parse, to_parse, progress)
+        for (entry, size, mtime_ns), result in zip(to_parse, results, strict=True):
+            seen[entry.path] = self._parsed(entry, size, mtime_ns, result)
         self._index_changes(seen, {entry.path for entry, _ in look.changed}, look.removed)
         self.cache.store_parsed(self._parsed_now)
         self._parsed_now = []
@@ -237,17 +236,10 @@ class Store:
                 continue  # deleted between listing and stat
         return listed, problems
 
-    def _parsed(
-        self,
-        entry: _Entry,
-        size: int,
-        mtime_ns: int,
-        parsed: ParsedFile,
-        intro: Intro | None,
-        read: bool,
-    ) -> _Seen:
+    def _parsed(self, entry: _Entry, size: int, mtime_ns: int, result: _Parsed) -> _Seen:
         """Record what parsing one file gave: keep its last good version, log, cache."""
-        if not read:
+        parsed, intro, row = result.parsed, result.intro, result.row
+        if not result.read:
             return _Seen(size, mtime_ns, parsed)
         self.parse_count += 1
         last_good = old.parsed.item if (old := self._seen.get(entry.path)) is not None else None
@@ -255,9 +247,11 @@ class Store:
             # A typo must not make a published item vanish from readers' feeds.
             note = Problem(entry.path, None, "warning", "the last good version stays published")
             parsed = ParsedFile(last_good, (*parsed.problems, note))
+            row = encode(parsed, intro) if self.cache.enabled else None
         for problem in parsed.problems:
             log.warning("%s", problem)
-        self._parsed_now.append((entry.path, size, mtime_ns, parsed, intro))
+        if row is not None:
+            self._parsed_now.append((entry.path, size, mtime_ns, row))
         return _Seen(size, mtime_ns, parsed, intro)
 
     def _walk(self) -> Iterator[_Entry]:
@@ -491,10 +485,15 @@ def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
     return itemfile.render_body(item, data, base_url)
 
 
-def _read_and_parse(
-    settings: Settings, task: tuple[_Entry, int, int]
-) -> tuple[ParsedFile, Intro | None, bool]:
-    """Read and parse one file: (what it gives, its intro, whether it could be read).
+class _Parsed(NamedTuple):
+    parsed: ParsedFile
+    intro: Intro | None
+    read: bool  # False: the file could not be read (nothing to cache)
+    row: str | None  # the cache's row for it, when cached
+
+
+def _read_and_parse(settings: Settings, cached: bool, task: tuple[_Entry, int, int]) -> _Parsed:
+    """Read and parse one file, and encode the cache row (`cached`) while at it.
 
     Pure but for the read, so that helper processes can run it (`parallel`).
     """
@@ -505,11 +504,14 @@ def _read_and_parse(
             data = handle.read(min(size, itemfile.MAX_FILE_BYTES) + 1)
     except OSError as error:
         problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
-        return ParsedFile(None, (problem,)), None, False
+        return _Parsed(ParsedFile(None, (problem,)), None, False, None)
+    intro = None
     if entry.kind == "intro":
         intro, problems = itemfile.parse_intro(entry.path, data, mtime_ns)
-        return ParsedFile(None, tuple(problems)), intro, True
-    return itemfile.parse_item(entry.path, data, settings, mtime_ns), None, True
+        parsed = ParsedFile(None, tuple(problems))
+    else:
+        parsed = itemfile.parse_item(entry.path, data, settings, mtime_ns)
+    return _Parsed(parsed, intro, True, encode(parsed, intro) if cached else None)
 
 
 def _classify(

@@ -1,0 +1,97 @@
+"""Start-up work spread over helper processes gives exactly what one process gives."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+
+from feedsvc import parallel
+from feedsvc.model import FeedKey
+from tests.conftest import Site
+
+MANY = parallel.MIN_TASKS + 50
+
+
+def pid_of(_: int) -> int:
+    return os.getpid()
+
+
+def square(n: int) -> int:
+    return n * n
+
+
+@pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
+def test_a_large_batch_runs_in_helper_processes_and_comes_back_in_order() -> None:
+    progress: list[tuple[int, int]] = []
+    assert parallel.map_in_processes(square, range(MANY), lambda *p: progress.append(p)) == [
+        n * n for n in range(MANY)
+    ]
+    assert progress[-1] == (MANY, MANY)
+    assert os.getpid() not in set(parallel.map_in_processes(pid_of, range(MANY)))
+
+
+def test_a_small_batch_or_a_threaded_process_stays_in_this_process() -> None:
+    assert set(parallel.map_in_processes(pid_of, range(10))) == {os.getpid()}
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert set(parallel.map_in_processes(pid_of, range(MANY))) == {os.getpid()}
+    finally:
+        release.set()
+        other.join()
+
+
+def many_items(site: Site) -> None:
+    for n in range(MANY):
+        day = n % 28 + 1
+        body = f"Story **{n}** with <script>x()</script> and [a link](/l/{n})."
+        site.write_item("news", f"2020-09-{day:02d}-story-{n}.md", {"title": f"Story {n}"}, body)
+    site.write("_weekly/2020-W40.md", "---\ntitle: A busy week\n---\nHello.\n")
+
+
+def everything(site: Site) -> dict[str, bytes]:
+    client = site.client()
+    urls = [f"/feeds/{n}.{f}" for n in ("all", "weekly", "news") for f in ("rss", "atom", "json")]
+    return {url: client.get(url).data for url in [*urls, "/weekly/2020-W39", "/healthz"]}
+
+
+@pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
+def test_start_up_in_helper_processes_publishes_the_same_bytes(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many_items(site)
+    batches: list[int] = []
+    in_processes = parallel._in_processes
+
+    def spy(*arguments: Any) -> Any:
+        batches.append(len(arguments[1]))
+        return in_processes(*arguments)
+
+    monkeypatch.setattr(parallel, "_in_processes", spy)
+    spread = everything(site)
+    assert batches == [MANY + 1, MANY], "parsing and bodies both went to helper processes"
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    alone = everything(site)
+    assert spread == alone
+    assert (
+        b"Story 27" in spread["/feeds/all.atom"] and b"<script>" not in spread["/weekly/2020-W39"]
+    )
+
+
+def test_start_up_rendered_every_body_the_first_pages_show(site: Site) -> None:
+    many_items(site)
+    app = site.app()
+    store = app.extensions["feedsvc"]
+    snapshot = store.snapshot()
+    rendered = store.render_count
+    assert FeedKey("weekly", "atom") in snapshot.memo
+    # The weekly feed holds every story of its weeks: their bodies were all rendered up
+    # front, so serving it (and the pages) renders nothing more.
+    client = app.test_client()
+    for url in ("/feeds/weekly.atom", "/feeds/all.rss", "/feeds/news.json"):
+        assert client.get(url).status_code == 200
+    assert store.render_count == rendered

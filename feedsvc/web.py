@@ -7,10 +7,22 @@ memo; rendering happens at most once per snapshot and document.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
 from werkzeug.datastructures import Accept
+from werkzeug.http import (
+    HTTP_STATUS_CODES,
+    http_date,
+    is_resource_modified,
+    parse_accept_header,
+    parse_etags,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from feedsvc import render, weekly
 from feedsvc.config import Settings
@@ -19,6 +31,7 @@ from feedsvc.store import Clock, Store
 
 bp = Blueprint("feedsvc", __name__)
 PAGE_MAX_AGE = 60
+PLAIN = "text/plain; charset=utf-8"
 NOSNIFF = [("X-Content-Type-Options", "nosniff")]  # on every response, set where it is made
 
 
@@ -49,29 +62,82 @@ def max_age(snapshot: Snapshot, longest: int, clock: Clock) -> int:
     return max(0, min(longest, int((snapshot.changes_at - clock()).total_seconds())))
 
 
-def send(document: render.Document | None, req: Request, cache_seconds: int) -> Response:
-    """A conditional, content-negotiated response for a memoised document; 404 if None."""
-    if document is None:
-        abort(404)
-    offered = req.headers.get("Accept-Encoding", "")
-    gzipped = ("gzip" in offered or "*" in offered) and accepts_gzip(req.accept_encodings)
-    # Header values as ready-made strings: this is the hot path of every poll, and
-    # Werkzeug's header objects re-serialise on each attribute set.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def answer(environ: WSGIEnvironment, document: render.Document, cache_seconds: int) -> Answer:
+    """(status, headers, body) for a GET or HEAD of a memoised document: gzip when the
+    client accepts it, 304 (or 412 under If-Match) by Werkzeug's RFC 9110 rules.
+
+    Header values are ready-made strings: this is the path of every poll, so it builds
+    no Werkzeug header or response objects (the same rules as `make_conditional`).
+    """
+    offered = environ.get("HTTP_ACCEPT_ENCODING", "")
+    gzipped = ("gzip" in offered or "*" in offered) and accepts_gzip(parse_accept_header(offered))
+    etag = f'"{document.gzip_etag}"' if gzipped else f'"{document.etag}"'
     headers = [
         *NOSNIFF,
         ("Vary", "Accept-Encoding"),
         ("Cache-Control", f"public, max-age={cache_seconds}"),
-        ("ETag", f'"{document.gzip_etag}"' if gzipped else f'"{document.etag}"'),
-        *([("Content-Encoding", "gzip")] if gzipped else []),
-        *([("Last-Modified", document.http_last_modified)] if document.last_modified else []),
+        ("ETag", etag),
+        ("Date", http_date()),
     ]
-    response = Response(
-        document.gzipped if gzipped else document.body,
-        content_type=document.content_type,
-        headers=headers,
-    )
-    response.make_conditional(req)  # Werkzeug's RFC 9110 rules: 304s, precedence, HEAD
-    return response
+    last_modified = document.http_last_modified or None
+    if not is_resource_modified(environ, etag, last_modified=last_modified):
+        if not parse_etags(environ.get("HTTP_IF_MATCH")):
+            return 304, headers, b""
+        failed = b"Precondition failed\n"  # If-Match on a read: Werkzeug's rule
+        plain = [("Content-Type", PLAIN), ("Content-Length", str(len(failed)))]
+        return 412, headers + plain, failed
+    body = document.gzipped if gzipped else document.body
+    headers += [
+        *([("Content-Encoding", "gzip")] if gzipped else []),
+        *([("Last-Modified", document.http_last_modified)] if last_modified else []),
+        ("Content-Type", document.content_type),
+        ("Content-Length", str(len(body))),
+    ]
+    return 200, headers, body  # the server leaves it out for HEAD (Werkzeug, FeedPolls)
+
+
+def send(document: render.Document | None, req: Request, cache_seconds: int) -> Response:
+    """`answer` as a Flask response; 404 if there is no such document."""
+    if document is None:
+        abort(404)
+    status, headers, body = answer(req.environ, document, cache_seconds)
+    return Response(body, status, headers)
+
+
+class FeedPolls:
+    """WSGI middleware for the request aggregators repeat all day: GET or HEAD of a
+    feed's first page (`/feeds/<name>.<format>`, no query). It answers from the memo
+    with `answer`, as the `feed` route would, without Flask's request and response
+    objects; anything else, an unknown feed included, goes on to Flask."""
+
+    def __init__(self, app: WSGIApplication, feeds: Store) -> None:
+        self.app = app
+        self.feeds = feeds
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if (
+            path.startswith("/feeds/")
+            and environ["REQUEST_METHOD"] in ("GET", "HEAD")
+            and not environ.get("QUERY_STRING")
+        ):
+            name, _, format = path[7:].rpartition(".")
+            if format in FORMATS and "/" not in name:
+                snapshot = self.feeds.snapshot()
+                settings = self.feeds.settings
+                document = render.feed_document(snapshot, FeedKey(name, format), settings)
+                if document is not None:
+                    seconds = max_age(snapshot, settings.cache_max_age, self.feeds.clock)
+                    status, headers, body = answer(environ, document, seconds)
+                    start_response(_STATUS[status], headers)
+                    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        return self.app(environ, start_response)
+
+
+_STATUS = {code: f"{code} {HTTP_STATUS_CODES[code]}" for code in (200, 304, 412)}
 
 
 def page_number() -> int:
@@ -189,6 +255,7 @@ def register(app: Flask, store_: Store) -> None:
     """Attach the store, the blueprint, the template helpers and the common headers."""
     app.extensions["feedsvc"] = store_
     app.register_blueprint(bp)
+    app.wsgi_app = FeedPolls(app.wsgi_app, store_)  # type: ignore[method-assign]
 
     default_options = app.make_default_options_response
 
@@ -204,9 +271,7 @@ def register(app: Flask, store_: Store) -> None:
     def plain_error(error: Exception) -> Response:
         code = getattr(error, "code", 404)
         text = {404: "Not found", 405: "Method not allowed"}[code]
-        response = Response(
-            f"{text}\n", status=code, content_type="text/plain; charset=utf-8", headers=NOSNIFF
-        )
+        response = Response(f"{text}\n", status=code, content_type=PLAIN, headers=NOSNIFF)
         if code == 405:
             valid = getattr(error, "valid_methods", None) or ["GET", "HEAD"]
             response.headers["Allow"] = ", ".join(valid)

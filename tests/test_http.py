@@ -9,8 +9,10 @@ from email.utils import format_datetime
 
 import feedparser
 import pytest
+from flask import request
 from flask.testing import FlaskClient
 from lxml import etree
+from werkzeug.test import TestResponse as Response
 
 from feedsvc.model import FeedKey
 from tests.conftest import Site
@@ -392,3 +394,47 @@ def test_no_redirect_takes_its_location_from_the_host_header(client: FlaskClient
     assert response.status_code == 200
     assert "evil.example" not in str(response.headers)
     assert response.data == client.get("/weekly/").data
+
+
+POLLS = [
+    {},
+    {"Accept-Encoding": "gzip"},
+    {"Accept-Encoding": "gzip;q=0, identity"},
+    {"If-None-Match": "*"},
+    {"If-None-Match": '"nope"'},
+    {"If-Modified-Since": format_datetime(datetime(2031, 1, 1, tzinfo=UTC), usegmt=True)},
+    {"If-Modified-Since": format_datetime(datetime(2019, 1, 1, tzinfo=UTC), usegmt=True)},
+    {"If-Match": "*", "If-None-Match": "*"},
+    {"Range": "bytes=0-10"},
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("headers", POLLS)
+@pytest.mark.parametrize("url", ["/feeds/all.atom", "/feeds/retail.json", "/feeds/weekly.rss"])
+def test_polls_skip_flask_and_get_exactly_the_routes_answer(
+    client: FlaskClient, method: str, headers: dict[str, str], url: str
+) -> None:
+    app = client.application
+    through_flask: list[str] = []
+    app.before_request(lambda: through_flask.append(request.path))  # type: ignore[func-returns-value]
+    fast = client.open(url, method=method, headers=headers)
+    routed = client.open(url + "?page=1", method=method, headers=headers)  # a query: Flask
+    assert through_flask == [url], "the poll never reached Flask; the paged request did"
+    assert (fast.status_code, fast.data) == (routed.status_code, routed.data)
+    assert fast.status_code in (200, 304, 412)
+
+    def comparable(response: Response) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in response.headers.items() if k != "Date")
+
+    assert comparable(fast) == comparable(routed)
+    assert "Date" in fast.headers
+
+
+def test_unknown_feeds_and_other_methods_go_on_to_flask(client: FlaskClient) -> None:
+    assert client.get("/feeds/nope.atom").status_code == 404
+    assert client.get("/feeds/retail/x.atom").status_code == 404
+    assert client.get("/feeds/all.xml").status_code == 404
+    response = client.post("/feeds/all.atom")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}

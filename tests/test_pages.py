@@ -206,7 +206,7 @@ def test_index_has_autodiscovery_for_every_feed(site: Site) -> None:
 def test_sample_index_has_autodiscovery_for_every_feed_and_links_every_item(
     sample_settings: Callable[..., Settings],
 ) -> None:
-    client = create_app(sample_settings(), clock=Clock(SAMPLE_NOW)).test_client()
+    client = create_app(sample_settings(), clock=Clock(SAMPLE_NOW), watch=False).test_client()
 
     page = read_page(client, "/")
 
@@ -312,7 +312,7 @@ def test_opml_lists_every_feed_with_an_outline_whose_xml_url_works(site: Site) -
 
 
 def test_healthz_counts_the_sample_site(sample_settings: Callable[..., Settings]) -> None:
-    client = create_app(sample_settings(), clock=Clock(SAMPLE_NOW)).test_client()
+    client = create_app(sample_settings(), clock=Clock(SAMPLE_NOW), watch=False).test_client()
 
     response = fetch(client, "/healthz")
 

@@ -29,7 +29,8 @@ def test_a_large_batch_runs_in_helper_processes_and_comes_back_in_order() -> Non
     assert parallel.map_in_processes(square, range(MANY), lambda *p: progress.append(p)) == [
         n * n for n in range(MANY)
     ]
-    assert progress[-1] == (MANY, MANY)
+    assert progress[-1] == (MANY, MANY), [t.name for t in threading.enumerate()]
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
     assert os.getpid() not in set(parallel.map_in_processes(pid_of, range(MANY)))
 
 

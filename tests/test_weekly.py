@@ -303,7 +303,9 @@ def test_bad_intro_files_are_reported(site: Site) -> None:
 def test_the_sample_roundup_reads_like_the_newsletter(sample_settings: object) -> None:
     from feedsvc import create_app
 
-    app = create_app(sample_settings(), clock=lambda: datetime(2020, 10, 5, tzinfo=UTC))  # type: ignore[operator]
+    app = create_app(
+        sample_settings(), clock=lambda: datetime(2020, 10, 5, tzinfo=UTC), watch=False
+    )  # type: ignore[operator]
     seed = (
         Path(__file__).resolve().parents[2] / "shared/seeds/000_0ca4f60e5a2a211f.txt"
     ).read_text()

@@ -282,17 +282,21 @@ class Cache:
     def has_document(self, signature: str) -> bool:
         return bool(self._run("SELECT 1 FROM documents WHERE signature = ?", (signature,)))
 
-    def store_document(self, signature: str, body: bytes, gzipped: bytes) -> None:
-        self._write(
+    def store_document(self, signature: str, body: bytes, gzipped: bytes) -> bool:
+        return self._write(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?)", [(signature, body, gzipped)]
         )
 
-    def _write(self, query: str, values: list[tuple[Any, ...]]) -> None:
+    def _write(self, query: str, values: list[tuple[Any, ...]]) -> bool:
+        """Whether the rows were written."""
         with self._lock:
             try:
                 db = self._connection()
-                if db is not None:
-                    with db:
-                        db.executemany(query, values)
+                if db is None:
+                    return False
+                with db:
+                    db.executemany(query, values)
+                return True
             except sqlite3.Error as error:  # e.g. another worker holds the lock too long
                 log.warning("cache write failed (%s); continuing without writing", error)
+                return False

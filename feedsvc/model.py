@@ -212,10 +212,11 @@ class Snapshot:
     content_of: Callable[[Item], Content]
     intro_of: Callable[[Intro], str]
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
-    #: (signature, render, finish) -> finish(body, gzipped): documents kept by signature.
-    document_of: Callable[
-        [str, Callable[[], tuple[bytes, bytes]], Callable[[bytes, bytes], Any]], Any
-    ] = lambda _, render, finish: finish(*render())
+    #: (signature, render, finish) -> finish(body, gzipped, load): documents by signature;
+    #: `load` (or None) fetches the bytes again for a document too large to hold.
+    document_of: Callable[[str, Callable[[], tuple[bytes, bytes]], Callable[..., Any]], Any] = (
+        lambda _, render, finish: finish(*render(), None)
+    )
     has_document: Callable[[str], bool] = lambda _: False
     #: items -> a context in which their bodies are at hand (rendered together, up front).
     bodies: Callable[[Iterable[Item]], AbstractContextManager[None]] = lambda _: nullcontext()

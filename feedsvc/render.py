@@ -44,19 +44,37 @@ EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A response body as served: plain and gzip bytes, strong ETags, freshness data."""
+    """A response body as served: plain and gzip bytes, strong ETags, freshness data.
 
-    body: bytes
-    gzipped: bytes
+    A very large document (a dense weekly feed) can leave its bytes in the persistent
+    cache and hold only `load`, which reads them for a 200; a 304 needs the ETag alone.
+    """
+
+    held: tuple[bytes, bytes] | None  # (body, gzipped), or None: ask `load`
     etag: str
     content_type: str
     last_modified: datetime | None
     http_last_modified: str  # the same as an HTTP-date, formatted once
+    load: Callable[[], tuple[bytes, bytes]] | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self._bytes()[0]
+
+    @property
+    def gzipped(self) -> bytes:
+        return self._bytes()[1]
+
+    def _bytes(self) -> tuple[bytes, bytes]:
+        if self.held is not None:
+            return self.held
+        assert self.load is not None
+        return self.load()
 
     @property
     def size(self) -> int:
         """Bytes held in memory, for the memo's budget."""
-        return len(self.body) + len(self.gzipped)
+        return len(self.held[0]) + len(self.held[1]) if self.held is not None else 0
 
     @property
     def gzip_etag(self) -> str:
@@ -70,12 +88,18 @@ def compress(body: bytes) -> bytes:
 
 
 def make_document(
-    body: bytes, kind: str, last_modified: datetime | None, gzipped: bytes | None = None
+    body: bytes,
+    kind: str,
+    last_modified: datetime | None,
+    gzipped: bytes | None = None,
+    load: Callable[[], tuple[bytes, bytes]] | None = None,
 ) -> Document:
-    """Compress (unless given the gzip bytes) and hash, once per content change."""
+    """Compress (unless given the gzip bytes) and hash, once per content change; with
+    `load`, keep only what a conditional request needs and let `load` fetch the bytes."""
+    held = (body, compress(body) if gzipped is None else gzipped)
     return Document(
-        body=body,
-        gzipped=compress(body) if gzipped is None else gzipped,
+        held=None if load is not None else held,
+        load=load,
         etag=hashlib.sha256(body).hexdigest()[:32],
         content_type=CONTENT_TYPES[kind],
         last_modified=last_modified,
@@ -467,8 +491,10 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             body = RENDERERS[key.format](view, settings)  # type: ignore[index]
             return body, compress(body)
 
-        def finish(body: bytes, gzipped: bytes) -> Document:
-            return make_document(body, key.format, last_modified, gzipped)
+        def finish(
+            body: bytes, gzipped: bytes, load: Callable[[], tuple[bytes, bytes]] | None
+        ) -> Document:
+            return make_document(body, key.format, last_modified, gzipped, load)
 
         last_modified = max((source.updated for source in page.shown), default=None)
         document: Document = snapshot.document_of(page.signature, render, finish)

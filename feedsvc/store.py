@@ -43,6 +43,7 @@ Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]
 INTRO_FOLDER = "_weekly"
 CONTENT_CACHE_SIZE = 4096
+SPILL_BYTES = 8 * 1024 * 1024  # a rendered document larger than this stays on disk
 
 
 def system_clock() -> datetime:
@@ -427,11 +428,16 @@ class Store:
         self,
         signature: str,
         render: Callable[[], tuple[bytes, bytes]],
-        finish: Callable[[bytes, bytes], Any],
+        finish: Callable[[bytes, bytes, Callable[[], tuple[bytes, bytes]] | None], Any],
     ) -> Any:
         """A document by signature: from memory (one a change did not touch, carried over
-        from the previous snapshot), or `finish(body, gzipped)` with the bytes from the
-        persistent cache, or with `render()`'s, stored there."""
+        from the previous snapshot), or `finish(body, gzipped, load)` with the bytes from
+        the persistent cache, or with `render()`'s, stored there.
+
+        A document larger than SPILL_BYTES keeps its bytes in the cache only: `load`
+        reads them back for each 200 (re-rendering if the cache lost them), so a dense
+        weekly feed does not sit in every worker's memory for the sake of its 304s.
+        """
         document = self._documents.get(signature)
         if document is not None:
             return document
@@ -441,9 +447,17 @@ class Store:
             found = render()
             self.render_count += 1
             if self._stale_reads != stale_before:  # a body was newer than its scanned version
-                return finish(*found)
-            self.cache.store_document(signature, *found)
-        document = finish(*found)
+                return finish(*found, None)
+            stored = self.cache.store_document(signature, *found)
+        else:
+            stored = True
+        load = None
+        if stored and len(found[0]) + len(found[1]) > SPILL_BYTES:
+
+            def load() -> tuple[bytes, bytes]:
+                return self.cache.document(signature) or render()
+
+        document = finish(*found, load)
         self._documents.put(signature, document)
         return document
 

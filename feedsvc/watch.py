@@ -8,6 +8,7 @@ Its interval grows with the cost of a scan, so a large folder is not scanned hot
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -186,6 +187,17 @@ def _before_fork() -> None:
         # Objects loaded so far are shared with the child copy-on-write; the collector
         # must not touch them there (Python's gc.freeze documentation).
         gc.freeze()
+        _give_back_free_memory()
+
+
+def _give_back_free_memory() -> None:
+    """Return freed heap pages to the system (glibc's malloc_trim), so that a child does
+    not start with the parent's start-up garbage in its resident memory."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 def _after_fork(child: bool) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import sqlite3
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from feedsvc import cache as cache_module
@@ -370,3 +372,29 @@ def test_a_roundup_is_assembled_once_for_every_format(site: Site) -> None:
         feed_bytes(store, "weekly", fmt)
     assert sorted(asked) == sorted(set(asked))
     assert len(asked) == 6
+
+
+def test_a_very_large_document_leaves_its_bytes_in_the_cache(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(site)
+    whole = site.client().get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
+    monkeypatch.setattr("feedsvc.store.SPILL_BYTES", 1_000)
+    app = site.app(cache_dir=site.root / "cache")
+    store = app.extensions["feedsvc"]
+    from feedsvc import render
+
+    document = render.feed_document(store.snapshot(), FeedKey("weekly", "atom"), store.settings)
+    assert document is not None and document.held is None and document.size == 0
+    client = app.test_client()
+    spilled = client.get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
+    assert (spilled.data, spilled.headers["ETag"]) == (whole.data, whole.headers["ETag"])
+    etag = spilled.headers["ETag"]
+    poll = {"If-None-Match": etag, "Accept-Encoding": "gzip"}
+    assert client.get("/feeds/weekly.atom", headers=poll).status_code == 304
+    # Bytes the cache lost are rendered again, never served empty.
+    with sqlite3.connect(site.root / "cache" / FILE_NAME) as db:
+        db.execute("DELETE FROM documents")
+    again = client.get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
+    assert (again.data, again.headers["ETag"]) == (whole.data, whole.headers["ETag"])
+    assert feedparser.parse(gzip.decompress(again.data)).entries

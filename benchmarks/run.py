@@ -529,7 +529,7 @@ class SizeResult:
 
     @property
     def peak_rss_mb(self) -> float | None:
-        values = [mb for name, mb in self.rss_mb.items() if name != "floor"]
+        values = [mb for name, mb in self.rss_mb.items() if name not in ("floor", "master")]
         return max(values) if values else None
 
 
@@ -819,6 +819,7 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
             result.health = health(server)
             log(f"cold start: loaded {result.cold.loaded:.2f} s, ready {result.cold.ready:.2f} s")
             result.rss_mb["cold"] = server.peak_rss_mb()
+            result.rss_mb["master"] = peak_rss_mb(server.process.pid)
         finally:
             server.stop()
     try:
@@ -1019,8 +1020,9 @@ def rss_row(r: SizeResult) -> Row:
     phases = [f"{r.rss_mb[k]:.0f}" if k in r.rss_mb else "–" for k in ("cold", "warm", "serve")]
     peak = "–" if r.peak_rss_mb is None else f"**{r.peak_rss_mb:.0f}**"
     floor = f"{r.rss_mb['floor']:.0f}" if "floor" in r.rss_mb else "–"
+    master = f"{r.rss_mb['master']:.0f}" if "master" in r.rss_mb else "–"
     build = f"{r.build.peak_rss_mb:.0f}" if r.build else "–"
-    return [f"{r.n:,}", *phases, peak, floor, build]
+    return [f"{r.n:,}", *phases, peak, master, floor, build]
 
 
 def build_row(r: SizeResult) -> Row:
@@ -1083,7 +1085,8 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         "## Peak RSS per worker (VmHWM, MB = 10⁶ bytes)",
         "",
         *table(["items", "cold server", "warm server (after the new files)",
-                "serving server (after wrk)", "max feedsvc worker", "floor app",
+                "serving server (after wrk)", "max feedsvc worker",
+                "cold server's master (loads, with --preload)", "floor app",
                 "`feedsvc build` process"], [rss_row(r) for r in results]),
         "## `feedsvc build` of the whole site",
         "",
@@ -1152,6 +1155,9 @@ METHOD = f"""
   seconds) for that load to drop below {QUIET_LOAD} cores.
 - **Peak RSS**: the largest `VmHWM` among a server's workers, read just before it is
   stopped; "max feedsvc worker" is the largest over the cold, warm and serving servers.
+  `feedsvc serve` preloads: the master loads the items and renders the first pages, then
+  forks the workers, which start with the master's resident pages (shared, but counted
+  in each worker's RSS); the master's own peak is shown beside them.
 - **Build**: `feedsvc build OUT` with the same environment: wall time, files written, and
   the process's peak RSS (from `wait4`). The output is deleted afterwards.
 """

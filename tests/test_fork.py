@@ -1,0 +1,48 @@
+"""A watching process that forks (gunicorn --preload) hands watching to its children."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from feedsvc.store import Store
+from feedsvc.watch import Watcher
+from tests.conftest import Site
+
+
+def watching() -> bool:
+    return any(t.name == "feedsvc-watch" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_forked_child_watches_and_the_parent_stops(site: Site) -> None:
+    site.write_item("news", "2020-09-29-first.md", {"title": "First"})
+    store = Store(site.settings(cache_dir=site.root / "cache"), site.clock)
+    store.reload()
+    watcher = Watcher(store).start()
+    assert watching()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it sees through the pipe, then leave at once
+        verdict = b"no"
+        try:
+            site.write_item("news", "2020-09-30-second.md", {"title": "Second"})
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(store.snapshot().items) < 2:
+                time.sleep(0.05)
+            store.cache.document("any")  # a connection of its own, not the parent's
+            if len(store.snapshot().items) == 2 and watching():
+                verdict = b"ok"
+        finally:
+            os.write(write, verdict)
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok", "the child watched the folder and saw the new file"
+    assert status == 0
+    assert watcher._thread is not None
+    watcher._thread.join(timeout=5)
+    assert not watching(), "the parent stopped watching"
+    assert [i.title for i in store.snapshot().items] == ["First"]
+    assert store.cache.document("any") is None  # the parent's cache opens again on use
+    watcher.stop()

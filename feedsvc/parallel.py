@@ -50,7 +50,7 @@ def map_in_processes(
     if processes > 1 and threading.active_count() == 1:
         try:
             return _in_processes(function, tasks, processes, progress)
-        except (OSError, BrokenProcessPool) as error:
+        except (OSError, ValueError, BrokenProcessPool) as error:  # ValueError: no fork
             log.warning("helper processes failed (%s); continuing in this process", error)
     results = []
     for done, task in enumerate(tasks, 1):

@@ -280,6 +280,7 @@ class Bench:
     repeats: int
     rounds: int
     quiet_wait: float
+    build: bool = True
     servers: list[Server] = field(default_factory=list)
 
     def size_dir(self, n: int) -> Path:
@@ -848,9 +849,10 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
         result.serving = serving = measure_serving(bench, result)
         log(f"serving: feedsvc/floor {serving.ratio('200'):.2f} for 200s, "
             f"{serving.ratio('304'):.2f} for 304s")  # fmt: skip
-    with phase("build"):
-        result.build = measure_build(bench, n)
-        log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
+    if bench.build:
+        with phase("build"):
+            result.build = measure_build(bench, n)
+            log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
     return result
 
 
@@ -1234,6 +1236,8 @@ def main(argv: list[str] | None = None) -> int:
     option("--quiet-wait", type=float, default=60, help="max seconds to wait for other load")
     option("--ready-timeout", type=float, default=600, help="seconds, per server start")
     option("--build-timeout", type=float, default=3600, help="seconds, per build")
+    option("--no-build", dest="build", action="store_false",
+           help="skip `feedsvc build` (about 60%% of a full run's time)")  # fmt: skip
     args = parser.parse_args(argv)
     if not (BIN / "feedsvc").exists():
         parser.error(f"{BIN / 'feedsvc'} not found: run with the project's .venv/bin/python")
@@ -1253,6 +1257,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         rounds=args.rounds,
         quiet_wait=args.quiet_wait,
+        build=args.build,
     )
     bench.work.mkdir(parents=True, exist_ok=True)
     started, code = datetime.now(UTC), code_version()

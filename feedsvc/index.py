@@ -27,37 +27,53 @@ def _key(item: Item) -> Key:
 
 
 class _Ordered:
-    """Items sorted oldest first, with a parallel list of keys for bisecting."""
+    """Items sorted oldest first, with a parallel list of keys for bisecting.
 
-    __slots__ = ("items", "keys")
+    The published slices are kept until the next change here, so a snapshot reuses the
+    tuples of every category and week a reload did not touch instead of copying them.
+    """
+
+    __slots__ = ("_slices", "items", "keys")
 
     def __init__(self) -> None:
         self.keys: list[Key] = []
         self.items: list[Item] = []
+        self._slices: dict[tuple[bool, int], tuple[Item, ...]] = {}
 
     def add(self, item: Item, key: Key) -> None:
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
         self.items.insert(at, item)
+        self._slices = {}
 
     def append(self, item: Item, key: Key) -> None:
         """Add an item known to sort after every item already here."""
         self.keys.append(key)
         self.items.append(item)
+        self._slices = {}
 
     def remove(self, item: Item) -> None:
         at = bisect_left(self.keys, _key(item))
         del self.keys[at]
         del self.items[at]
+        self._slices = {}
 
     def published_count(self, now: datetime) -> int:
         return bisect_right(self.keys, now, key=lambda key: key[0])
 
     def newest_first(self, now: datetime) -> tuple[Item, ...]:
-        return tuple(self.items[: self.published_count(now)][::-1])
+        return self._slice(now, newest_first=True)
 
     def oldest_first(self, now: datetime) -> tuple[Item, ...]:
-        return tuple(self.items[: self.published_count(now)])
+        return self._slice(now, newest_first=False)
+
+    def _slice(self, now: datetime, *, newest_first: bool) -> tuple[Item, ...]:
+        key = (newest_first, self.published_count(now))
+        found = self._slices.get(key)
+        if found is None:
+            shown = self.items[: key[1]]
+            found = self._slices[key] = tuple(shown[::-1] if newest_first else shown)
+        return found
 
     def next_after(self, now: datetime) -> datetime | None:
         at = self.published_count(now)

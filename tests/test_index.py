@@ -56,6 +56,21 @@ def test_the_first_path_owns_an_id_and_hands_it_on_when_removed() -> None:
     assert second.problems == ()
 
 
+def test_a_view_reuses_what_an_update_did_not_touch() -> None:
+    index = Index(SETTINGS)
+    news = item("news/2020-09-01-a.md")
+    index.update({news.source.path: news})
+    before = view(index)
+    late = item("tech/2020-12-01-b.md")  # another category, another week
+    index.update({late.source.path: late})
+    after = view(index)
+    assert after.categories[0].items is before.categories[0].items  # news: untouched
+    assert after.weeks[-1].items is before.weeks[-1].items  # weeks are newest first
+    assert [i.source.path for i in after.items] == [late.source.path, news.source.path]
+    later = view(index, datetime(2020, 10, 1, tzinfo=UTC))  # before `late` is published
+    assert [i.source.path for i in later.items] == [news.source.path]
+
+
 def test_namesakes_keep_stable_pages_until_the_oldest_goes() -> None:
     index = Index(SETTINGS)
     old = item("news/2020-09-01-weekly-note.md")

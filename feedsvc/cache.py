@@ -46,8 +46,9 @@ CREATE TABLE IF NOT EXISTS documents (
 SCHEMA_VERSION = 2  # part of the fingerprint: a new schema replaces the old tables
 TABLES = ("parsed", "content", "documents")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
-KEEP_DOCUMENTS = 5_000
+KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
 KEEP_CONTENT = 250_000
+BUSY_TIMEOUT = 10.0  # seconds to wait for another process's write to finish
 
 
 def fingerprint(settings: Settings) -> str:
@@ -151,7 +152,7 @@ class Cache:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         return db
@@ -189,11 +190,20 @@ class Cache:
                         db.execute(
                             "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (expected,)
                         )
-                    for table, keep in (("documents", KEEP_DOCUMENTS), ("content", KEEP_CONTENT)):
-                        newest = f"SELECT max(rowid) FROM {table}"
-                        db.execute(f"DELETE FROM {table} WHERE rowid <= ({newest}) - ?", (keep,))
+                    newest = "SELECT max(rowid) FROM content"
+                    db.execute(
+                        f"DELETE FROM content WHERE rowid <= ({newest}) - ?", (KEEP_CONTENT,)
+                    )
+                    _prune_documents(db)
                 return db
             except sqlite3.Error as error:
+                if getattr(error, "sqlite_errorcode", None) in (
+                    sqlite3.SQLITE_BUSY,
+                    sqlite3.SQLITE_LOCKED,
+                ):
+                    # Another process holds it (opening or pruning it): busy, not broken.
+                    log.warning("cache %s busy (%s); running without it", path, error)
+                    return None
                 log.warning("cache %s unusable (%s); %s", path, error,
                             "rebuilding it" if attempt == 1 else "running without it")  # fmt: skip
                 for stale in (
@@ -300,3 +310,17 @@ class Cache:
             except sqlite3.Error as error:  # e.g. another worker holds the lock too long
                 log.warning("cache write failed (%s); continuing without writing", error)
                 return False
+
+
+def _prune_documents(db: sqlite3.Connection) -> None:
+    """Keep the newest rendered documents within KEEP_DOCUMENT_BYTES (SQLite reads a blob's
+    length from the record header, not the blob)."""
+    sizes = db.execute(
+        "SELECT rowid, length(body) + length(gzipped) FROM documents ORDER BY rowid DESC"
+    ).fetchall()
+    total = 0
+    for rowid, size in sizes:
+        total += size
+        if total > KEEP_DOCUMENT_BYTES:
+            db.execute("DELETE FROM documents WHERE rowid <= ?", (rowid,))
+            return

@@ -214,8 +214,8 @@ class Snapshot:
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
     #: (signature, render, finish) -> finish(body, gzipped, load): documents by signature;
     #: `load` (or None) fetches the bytes again for a document too large to hold.
-    document_of: Callable[[str, Callable[[], tuple[bytes, bytes]], Callable[..., Any]], Any] = (
-        lambda _, render, finish: finish(*render(), None)
+    document_of: Callable[..., Any] = lambda _, render, finish, persist=True: finish(
+        *render(), None
     )
     has_document: Callable[[str], bool] = lambda _: False
     #: items -> a context in which their bodies are at hand (rendered together, up front).

@@ -498,7 +498,11 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             return make_document(body, key.format, last_modified, gzipped, load)
 
         last_modified = max((source.updated for source in page.shown), default=None)
-        document: Document = snapshot.document_of(page.signature, render, finish)
+        # Only first pages are kept on disk: they are what a restart serves at once; a
+        # static export of every page would otherwise fill the cache with gigabytes.
+        document: Document = snapshot.document_of(
+            page.signature, render, finish, persist=key.page == 1
+        )
         return document
 
     return memoised(snapshot, key, build)

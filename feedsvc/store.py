@@ -431,10 +431,11 @@ class Store:
         signature: str,
         render: Callable[[], tuple[bytes, bytes]],
         finish: Callable[[bytes, bytes, Callable[[], tuple[bytes, bytes]] | None], Any],
+        persist: bool = True,
     ) -> Any:
         """A document by signature: from memory (one a change did not touch, carried over
         from the previous snapshot), or `finish(body, gzipped, load)` with the bytes from
-        the persistent cache, or with `render()`'s, stored there.
+        the persistent cache, or with `render()`'s, stored there if `persist`.
 
         A document larger than SPILL_BYTES keeps its bytes in the cache only: `load`
         reads them back for each 200 (re-rendering if the cache lost them), so a dense
@@ -443,16 +444,15 @@ class Store:
         document = self._documents.get(signature)
         if document is not None:
             return document
-        found = self.cache.document(signature)
+        found = self.cache.document(signature) if persist else None
+        stored = found is not None
         if found is None:
             stale_before = self._stale_reads
             found = render()
             self.render_count += 1
             if self._stale_reads != stale_before:  # a body was newer than its scanned version
                 return finish(*found, None)
-            stored = self.cache.store_document(signature, *found)
-        else:
-            stored = True
+            stored = persist and self.cache.store_document(signature, *found)
         load = None
         if stored and len(found[0]) + len(found[1]) > SPILL_BYTES:
 

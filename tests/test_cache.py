@@ -398,3 +398,50 @@ def test_a_very_large_document_leaves_its_bytes_in_the_cache(
     again = client.get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
     assert (again.data, again.headers["ETag"]) == (whole.data, whole.headers["ETag"])
     assert feedparser.parse(gzip.decompress(again.data)).entries
+
+
+def test_a_busy_cache_is_used_later_never_deleted(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(site)
+    store = Store(cached_settings(site), site.clock)
+    store.reload()
+    rows = store.cache._run("SELECT count(*) FROM parsed")[0][0]
+    monkeypatch.setattr(cache_module, "BUSY_TIMEOUT", 0.1)
+    path = site.root / "cache" / FILE_NAME
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than we wait
+    try:
+        busy = Cache(site.root / "cache", cached_settings(site))
+        assert not busy.enabled, "runs without the cache this time"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    again = Cache(site.root / "cache", cached_settings(site))
+    assert again.enabled
+    assert again._run("SELECT count(*) FROM parsed")[0][0] == rows == 21
+
+
+def test_rendered_documents_are_pruned_to_a_byte_budget(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(site.root / "cache", cached_settings(site))
+    for n in range(10):
+        assert cache.store_document(f"s{n}", bytes(1000), bytes(100))
+    monkeypatch.setattr(cache_module, "KEEP_DOCUMENT_BYTES", 3_500)
+    cache.close()
+    reopened = Cache(site.root / "cache", cached_settings(site))
+    kept = [n for n in range(10) if reopened.document(f"s{n}") is not None]
+    assert kept == [7, 8, 9], "the newest documents within 3,500 bytes"
+
+
+def test_only_first_pages_are_kept_on_disk(site: Site) -> None:
+    for day in range(1, 8):
+        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
+    app = site.app(cache_dir=site.root / "cache", feed_size=3)
+    store = app.extensions["feedsvc"]
+    before = store.cache._run("SELECT count(*) FROM documents")[0][0]
+    assert before == 9  # all, weekly, news x RSS, Atom, JSON
+    client = app.test_client()
+    assert feedparser.parse(client.get("/feeds/all.atom?page=2").data).entries
+    assert store.cache._run("SELECT count(*) FROM documents")[0][0] == before

@@ -524,6 +524,7 @@ def warm(snapshot: Snapshot, settings: Settings) -> None:
     with snapshot.bodies(needed):
         for key in keys:
             feed_document(snapshot, key, settings)
+    sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
 
 
 def _version(item: Item) -> str:

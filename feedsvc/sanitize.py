@@ -176,6 +176,13 @@ def _cleaner(html_allowed: bool) -> bleach.Cleaner:
     return cleaner
 
 
+def prepare() -> None:
+    """Build this thread's Cleaners now: each costs about 60 ms (html5lib's parser), which
+    a start-up pays once rather than the first request, in each forked worker, after it."""
+    _cleaner(True)
+    _cleaner(False)
+
+
 def clean_html(markup: str, base: str) -> str:
     """Sanitise an HTML body: the allow-list, no scripts, absolute URLs, XML-safe characters."""
     token = _base.set(base)

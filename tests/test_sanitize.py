@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from feedsvc import sanitize
 from feedsvc.sanitize import (
     RULES_VERSION,
     SUMMARY_LENGTH,
@@ -436,3 +437,12 @@ def test_rules_version_is_the_same_in_every_process() -> None:
         seen.add(result.stdout.strip())
 
     assert seen == {RULES_VERSION}
+
+
+def test_prepare_builds_this_threads_cleaners_once() -> None:
+    sanitize.prepare()
+    first = (sanitize._cleaner(True), sanitize._cleaner(False))
+    sanitize.prepare()
+    assert (sanitize._cleaner(True), sanitize._cleaner(False)) == first
+    assert first[0] is not first[1]
+    assert sanitize.clean_html("<p onclick='x()'>Hi</p>", "https://a.example/") == "<p>Hi</p>"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 
 from feedsvc import weekly
@@ -20,6 +20,7 @@ from feedsvc.model import Category, Intro, Item, Problem, Week
 
 Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
 BULK_CHANGES = 1_000  # more items moved than this in one update: re-sort instead
+PAGES_REBASE = 256  # changed pages a view carries before the page map is copied afresh
 
 
 def _key(item: Item) -> Key:
@@ -80,6 +81,39 @@ class _Ordered:
         return self.keys[at][0] if at < len(self.keys) else None
 
 
+PageKey = tuple[str, str]  # (category, page name)
+
+
+class Pages(Mapping[PageKey, Item]):
+    """An unchanging map of page names to items, for one snapshot, made without copying
+    them all: a base dict shared by many snapshots plus the changes since it was taken
+    (None for a page that went away). The index takes a new base once the changes grow."""
+
+    __slots__ = ("_base", "_changes", "_size")
+
+    def __init__(self, base: dict[PageKey, Item], changes: dict[PageKey, Item | None]) -> None:
+        self._base = base
+        self._changes = changes
+        added = sum(1 for k, v in changes.items() if v is not None and k not in base)
+        removed = sum(1 for k, v in changes.items() if v is None and k in base)
+        self._size = len(base) + added - removed
+
+    def __getitem__(self, key: PageKey) -> Item:
+        if key in self._changes:
+            item = self._changes[key]
+            if item is None:
+                raise KeyError(key)
+            return item
+        return self._base[key]
+
+    def __iter__(self) -> Iterator[PageKey]:
+        yield from (key for key in self._base if key not in self._changes)
+        yield from (key for key, item in self._changes.items() if item is not None)
+
+    def __len__(self) -> int:
+        return self._size
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class View:
     """What a snapshot takes from the index at one moment."""
@@ -89,7 +123,7 @@ class View:
     weeks: tuple[Week, ...]
     current_week: Week | None
     changes_at: datetime | None
-    pages: dict[tuple[str, str], Item]
+    pages: Pages
     problems: tuple[Problem, ...]
 
 
@@ -105,7 +139,9 @@ class Index:
         self._all = _Ordered()
         self._categories: dict[str, _Ordered] = {}
         self._weeks: dict[str, _Ordered] = {}
-        self._pages: dict[tuple[str, str], Item] = {}
+        self._pages: dict[PageKey, Item] = {}  # live, changed in place
+        self._pages_base: dict[PageKey, Item] = {}  # a copy the views share
+        self._pages_changed: dict[PageKey, Item | None] = {}  # since that copy
         self._duplicates: dict[str, Problem] = {}
 
     def update(self, changes: Mapping[str, Item | None]) -> None:
@@ -193,6 +229,7 @@ class Index:
                 item, key
             )
             self._pages[(item.category, item.page_name)] = item
+        self._pages_base, self._pages_changed = dict(self._pages), {}
 
     def _place(self, item: Item) -> None:
         key = _key(item)  # one tuple shared by the three orders
@@ -200,12 +237,14 @@ class Index:
         self._categories.setdefault(item.category, _Ordered()).add(item, key)
         self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).add(item, key)
         self._pages[(item.category, item.page_name)] = item
+        self._pages_changed[(item.category, item.page_name)] = item
 
     def _unplace(self, item: Item) -> None:
         self._all.remove(item)
         self._categories[item.category].remove(item)
         self._weeks[weekly.item_week(item, self.settings)].remove(item)
         del self._pages[(item.category, item.page_name)]
+        self._pages_changed[(item.category, item.page_name)] = None
 
     def view(self, now: datetime, folders: Iterable[str], intros: Mapping[str, Intro]) -> View:
         """The published state at `now`: a few slices of the orders kept above."""
@@ -230,9 +269,15 @@ class Index:
             weeks=weeks,
             current_week=current,
             changes_at=min(moments) if moments else None,
-            pages=dict(self._pages),
+            pages=self._page_map(),
             problems=(*self._duplicates.values(), *orphans),
         )
+
+    def _page_map(self) -> Pages:
+        """The pages as they are now; copying all of them only once changes pile up."""
+        if len(self._pages_changed) > max(PAGES_REBASE, len(self._pages_base) // 32):
+            self._pages_base, self._pages_changed = dict(self._pages), {}
+        return Pages(self._pages_base, dict(self._pages_changed))
 
     def _ordered(self, category: str) -> _Ordered:
         return self._categories.get(category) or _Ordered()

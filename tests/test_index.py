@@ -93,15 +93,17 @@ def test_drafts_and_scheduled_items() -> None:
     assert [i.title for i in view(index, datetime(2021, 7, 1, tzinfo=UTC)).items] == ["T"]
 
 
+@pytest.mark.parametrize("rebase", [256, 0], ids=["page-overlay", "page-copies"])
 @pytest.mark.parametrize("bulk", [1_000, 0], ids=["one-by-one", "re-sorted"])
 @pytest.mark.parametrize("seed", range(20))
 def test_any_sequence_of_changes_matches_a_fresh_build(
-    seed: int, bulk: int, monkeypatch: pytest.MonkeyPatch
+    seed: int, bulk: int, rebase: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Random edits, renames of ids and slugs, drafts and deletions, applied one delta at a
     time, leave the index exactly as if it had been built from the final files at once
     (whether a delta moves items one by one or re-sorts everything)."""
     monkeypatch.setattr(index_module, "BULK_CHANGES", bulk)
+    monkeypatch.setattr(index_module, "PAGES_REBASE", rebase)
     rng = random.Random(seed)
     paths = [
         f"{rng.choice(['news', 'tech'])}/2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}-"
@@ -125,7 +127,12 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
             new = item(path, title=f"Step {step}", **front)
         current[path] = new
         index.update({path: new})
+        pages = view(index).pages  # a snapshot's page map: the live one, frozen
+        assert dict(pages) == index._pages and len(pages) == len(index._pages)
+        if step == 100:
+            kept, kept_pages = pages, dict(pages)
     fresh = Index(SETTINGS)
     fresh.update(current)
     for now in (NOW, datetime(2020, 11, 1, tzinfo=UTC)):
         assert summary(view(index, now)) == summary(view(fresh, now))
+    assert dict(kept) == kept_pages, "a snapshot's pages never change after it is taken"

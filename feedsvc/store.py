@@ -63,6 +63,19 @@ class _Seen(NamedTuple):
     intro: Intro | None = None
 
 
+class _Stat(NamedTuple):
+    """What a scan keeps of a file's stat: about 140 bytes against an `os.stat_result`'s
+    640, and a full scan of 100,000 files holds one per file until the reload is done."""
+
+    size: int
+    mtime_ns: int
+
+
+def _stat(path: str) -> _Stat:
+    result = os.stat(path)
+    return _Stat(result.st_size, result.st_mtime_ns)
+
+
 class _Entry(NamedTuple):
     """One directory entry the scan found: an item file, an intro, or a problem."""
 
@@ -76,8 +89,8 @@ class _Entry(NamedTuple):
 class _Look:
     """The result of looking at the folder (or some files of it) before a reload."""
 
-    listed: list[tuple[_Entry, os.stat_result]]
-    changed: list[tuple[_Entry, os.stat_result]]  # new, or size or mtime differ
+    listed: list[tuple[_Entry, _Stat]]
+    changed: list[tuple[_Entry, _Stat]]  # new, or size or mtime differ
     removed: set[str]
     problems: tuple[Problem, ...]  # about paths (links out, stray files), sorted
     anything: bool  # whether a reload would change anything
@@ -157,7 +170,7 @@ class Store:
         with self._reload_lock:
             started = time.perf_counter()
             look = self._look(paths)
-            if settle and any(time.time() - s.st_mtime < settle for _, s in look.changed):
+            if settle and any(time.time() - s.mtime_ns / 1e9 < settle for _, s in look.changed):
                 return None
             if self._snapshot is not None and not look.anything:
                 return self._snapshot  # nothing changed: keep the snapshot and its memo
@@ -189,8 +202,7 @@ class Store:
         changed = [
             (entry, stat)
             for entry, stat in listed
-            if (old := self._seen.get(entry.path)) is None
-            or (old.size, old.mtime_ns) != (stat.st_size, stat.st_mtime_ns)
+            if (old := self._seen.get(entry.path)) is None or (old.size, old.mtime_ns) != stat
         ]
         problems.sort(key=lambda p: (p.path, p.line or 0))
         other = problems != [*self._scan_problems] or folders_before != self._folders
@@ -206,11 +218,11 @@ class Store:
             del seen[path]
         to_parse = []
         for entry, stat in look.changed:
-            cached = self.cache.parsed(entry.path, stat.st_size, stat.st_mtime_ns)
+            cached = self.cache.parsed(entry.path, *stat)
             if cached is None:
-                to_parse.append((entry, stat.st_size, stat.st_mtime_ns))
+                to_parse.append((entry, *stat))
             else:
-                seen[entry.path] = _Seen(stat.st_size, stat.st_mtime_ns, *cached)
+                seen[entry.path] = _Seen(*stat, *cached)
         # The first load of a large folder is spread over the cores; a reload is a few files.
         parse = partial(_read_and_parse, self.settings, self.cache.enabled)
         results = parallel.map_in_processes(parse, to_parse, progress)
@@ -226,7 +238,7 @@ class Store:
 
     # -- scanning ------------------------------------------------------------------------
 
-    def _list(self) -> tuple[list[tuple[_Entry, os.stat_result]], list[Problem]]:
+    def _list(self) -> tuple[list[tuple[_Entry, _Stat]], list[Problem]]:
         """Every file to read, with its stat (cheap: no file is opened), and path problems."""
         listed, problems = [], []
         for entry in self._walk():
@@ -234,7 +246,7 @@ class Store:
                 problems.append(entry.problem)
                 continue
             try:
-                listed.append((entry, os.stat(entry.full)))
+                listed.append((entry, _stat(entry.full)))
             except OSError:
                 continue  # deleted between listing and stat
         return listed, problems
@@ -300,7 +312,7 @@ class Store:
 
     def _list_paths(
         self, paths: set[str]
-    ) -> tuple[list[tuple[_Entry, os.stat_result]], list[Problem], set[str]] | None:
+    ) -> tuple[list[tuple[_Entry, _Stat]], list[Problem], set[str]] | None:
         """`_list` for a few files named by file events; None when only a full scan will do
         (a path outside a known folder, such as a new category)."""
         root = self.root.resolve()
@@ -326,7 +338,7 @@ class Store:
                 elif found.problem is not None:
                     problems.append(found.problem)
                 else:
-                    listed.append((found, os.stat(full)))
+                    listed.append((found, _stat(full)))
             except OSError:
                 gone.add(path)
         return listed, problems, gone

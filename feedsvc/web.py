@@ -1,7 +1,9 @@
 """The Flask blueprint: routes, HTTP semantics (SPEC §HTTP) and the HTML pages.
 
 A request reads the current snapshot once and looks its document up in the snapshot's
-memo; rendering happens at most once per snapshot and document.
+memo; rendering happens at most once per snapshot and document. Polls of a feed's first
+page, the request aggregators repeat all day, are answered by `FeedPolls` ahead of
+Flask's routing, with the same `answer` the routes use.
 """
 
 from __future__ import annotations

@@ -178,12 +178,14 @@ class Watcher:
 
 #: Watchers started and not stopped (in this process, or handed over to its children).
 _watching: weakref.WeakSet[Watcher] = weakref.WeakSet()
+_forking: list[Watcher] = []  # those prepared for the fork under way: the same set after it
 
 
 def _before_fork() -> None:
-    for watcher in list(_watching):
+    _forking[:] = list(_watching)
+    for watcher in _forking:
         watcher._before_fork()
-    if _watching:
+    if _forking:
         # Objects loaded so far are shared with the child copy-on-write; the collector
         # must not touch them there (Python's gc.freeze documentation).
         gc.freeze()
@@ -201,8 +203,9 @@ def _give_back_free_memory() -> None:
 
 
 def _after_fork(child: bool) -> None:
-    for watcher in list(_watching):
+    for watcher in _forking:
         watcher._after_fork(child)
+    _forking.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; elsewhere nothing forks

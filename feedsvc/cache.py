@@ -289,6 +289,12 @@ class Cache:
         rows = self._run("SELECT body, gzipped FROM documents WHERE signature = ?", (signature,))
         return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
 
+    def document_part(self, signature: str, *, gzipped: bool) -> bytes | None:
+        """One representation of a rendered document: its body, or the body gzipped."""
+        column = "gzipped" if gzipped else "body"
+        rows = self._run(f"SELECT {column} FROM documents WHERE signature = ?", (signature,))
+        return bytes(rows[0][0]) if rows else None
+
     def has_document(self, signature: str) -> bool:
         return bool(self._run("SELECT 1 FROM documents WHERE signature = ?", (signature,)))
 

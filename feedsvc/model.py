@@ -181,6 +181,11 @@ class Memo:
             raise KeyError(key)
         return value
 
+    def discard(self, key: Any) -> None:
+        with self._lock:
+            if key in self._values:
+                self._bytes -= getattr(self._values.pop(key), "size", 0)
+
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
             if key in self._values:

@@ -47,7 +47,8 @@ class Document:
     """A response body as served: plain and gzip bytes, strong ETags, freshness data.
 
     A very large document (a dense weekly feed) can leave its bytes in the persistent
-    cache and hold only `load`, which reads them for a 200; a 304 needs the ETag alone.
+    cache and hold only `load`, which reads the one representation a 200 sends (plain
+    or gzip); a 304 needs the ETag alone.
     """
 
     held: tuple[bytes, bytes] | None  # (body, gzipped), or None: ask `load`
@@ -55,21 +56,21 @@ class Document:
     content_type: str
     last_modified: datetime | None
     http_last_modified: str  # the same as an HTTP-date, formatted once
-    load: Callable[[], tuple[bytes, bytes]] | None = None
+    load: Callable[[bool], bytes] | None = None  # gzipped? -> those bytes
 
     @property
     def body(self) -> bytes:
-        return self._bytes()[0]
+        return self._bytes(gzipped=False)
 
     @property
     def gzipped(self) -> bytes:
-        return self._bytes()[1]
+        return self._bytes(gzipped=True)
 
-    def _bytes(self) -> tuple[bytes, bytes]:
+    def _bytes(self, *, gzipped: bool) -> bytes:
         if self.held is not None:
-            return self.held
+            return self.held[gzipped]
         assert self.load is not None
-        return self.load()
+        return self.load(gzipped)
 
     @property
     def size(self) -> int:
@@ -92,7 +93,7 @@ def make_document(
     kind: str,
     last_modified: datetime | None,
     gzipped: bytes | None = None,
-    load: Callable[[], tuple[bytes, bytes]] | None = None,
+    load: Callable[[bool], bytes] | None = None,
 ) -> Document:
     """Compress (unless given the gzip bytes) and hash, once per content change; with
     `load`, keep only what a conditional request needs and let `load` fetch the bytes."""
@@ -492,9 +493,7 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             body = RENDERERS[key.format](view, settings)  # type: ignore[index]
             return body, compress(body)
 
-        def finish(
-            body: bytes, gzipped: bytes, load: Callable[[], tuple[bytes, bytes]] | None
-        ) -> Document:
+        def finish(body: bytes, gzipped: bytes, load: Callable[[bool], bytes] | None) -> Document:
             return make_document(body, key.format, last_modified, gzipped, load)
 
         last_modified = max((source.updated for source in page.shown), default=None)
@@ -524,6 +523,10 @@ def warm(snapshot: Snapshot, settings: Settings) -> None:
     with snapshot.bodies(needed):
         for key in keys:
             feed_document(snapshot, key, settings)
+    # The roundups' HTML was kept to build the weekly feed's three formats; they are
+    # built now, and in a preloading master those megabytes would sit in every worker.
+    for week in snapshot.weeks[: settings.weekly_size]:
+        snapshot.memo.discard(("roundup", week.name))
     sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
 
 

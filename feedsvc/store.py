@@ -442,7 +442,7 @@ class Store:
         self,
         signature: str,
         render: Callable[[], tuple[bytes, bytes]],
-        finish: Callable[[bytes, bytes, Callable[[], tuple[bytes, bytes]] | None], Any],
+        finish: Callable[[bytes, bytes, Callable[[bool], bytes] | None], Any],
         persist: bool = True,
     ) -> Any:
         """A document by signature: from memory (one a change did not touch, carried over
@@ -468,8 +468,9 @@ class Store:
         load = None
         if stored and len(found[0]) + len(found[1]) > SPILL_BYTES:
 
-            def load() -> tuple[bytes, bytes]:
-                return self.cache.document(signature) or render()
+            def load(gzipped: bool) -> bytes:
+                found = self.cache.document_part(signature, gzipped=gzipped)
+                return found if found is not None else render()[gzipped]
 
         document = finish(*found, load)
         self._documents.put(signature, document)

@@ -96,3 +96,13 @@ def test_start_up_rendered_every_body_the_first_pages_show(site: Site) -> None:
     for url in ("/feeds/weekly.atom", "/feeds/all.rss", "/feeds/news.json"):
         assert client.get(url).status_code == 200
     assert store.render_count == rendered
+
+
+def test_start_up_keeps_no_roundup_html_once_the_weekly_feed_is_built(site: Site) -> None:
+    many_items(site)
+    app = site.app()
+    snapshot = app.extensions["feedsvc"].snapshot()
+    assert FeedKey("weekly", "rss") in snapshot.memo
+    assert not [k for k in snapshot.memo._values if isinstance(k, tuple) and k[0] == "roundup"]
+    page = app.test_client().get("/weekly/2020-W39")  # builds that week's HTML again
+    assert page.status_code == 200 and b"Story" in page.data

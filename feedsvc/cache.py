@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import markdown_it
-
-from feedsvc import __version__, sanitize
+from feedsvc import __version__, itemfile, sanitize
 from feedsvc.config import Settings
 from feedsvc.model import Content, Intro, Item, ParsedFile, Problem, Source
 
@@ -57,7 +55,7 @@ def fingerprint(settings: Settings) -> str:
         SCHEMA_VERSION,
         __version__,
         sanitize.RULES_VERSION,
-        markdown_it.__version__,
+        itemfile.MARKDOWN_VERSION,
         settings.base_url,
         settings.timezone,
         settings.author,

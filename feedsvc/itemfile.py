@@ -7,6 +7,7 @@ that are shown (`render_body`). Pure: no file system, no clock.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import re
 import sys
 import warnings
@@ -16,9 +17,10 @@ from datetime import date, datetime, time
 from typing import Any, ClassVar, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
+import cmarkgfm
 import yaml
+from cmarkgfm.cmark import Options
 from dateutil import parser as dateparser
-from markdown_it import MarkdownIt
 
 from feedsvc import sanitize
 from feedsvc.config import Settings
@@ -42,7 +44,13 @@ ITEM_NAME = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)\.(?P<ext>md|ht
 INTRO_NAME = re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})\.md\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
-_markdown = MarkdownIt("commonmark").enable("table")
+#: CommonMark with GitHub's tables, by cmark-gfm (C: a 3 KB body in ~0.05 ms, against ~1 ms
+#: in pure Python). Raw HTML is passed through (UNSAFE), because bleach, which sees all
+#: of the output, is the sanitiser (SPEC §Sanitising).
+_MARKDOWN_OPTIONS = Options.CMARK_OPT_UNSAFE
+_MARKDOWN_EXTENSIONS = ["table"]
+#: What turning Markdown into HTML depends on besides the text; cached renderings carry it.
+MARKDOWN_VERSION = f"cmarkgfm {importlib.metadata.version('cmarkgfm')}"
 
 # The C loader (when PyYAML was built with libyaml) is several times faster on large trees.
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -422,8 +430,11 @@ def body_of(data: bytes) -> str:
 
 def render_markup(body: str, markup: Literal["markdown", "html"], base: str) -> str:
     """Markdown (CommonMark with tables) or HTML to sanitised HTML with absolute URLs."""
-    html = _markdown.render(body) if markup == "markdown" else body
-    return sanitize.clean_html(html, base)
+    if markup == "markdown":
+        body = cmarkgfm.markdown_to_html_with_extensions(
+            body, _MARKDOWN_OPTIONS, _MARKDOWN_EXTENSIONS
+        )
+    return sanitize.clean_html(body, base)
 
 
 def render_body(item: Item, data: bytes, base_url: str) -> Content:

@@ -22,7 +22,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc import __version__, sanitize, weekly
+from feedsvc import __version__, itemfile, sanitize, weekly
 from feedsvc.config import Settings
 from feedsvc.model import FeedKey, Format, Item, Snapshot, Week
 
@@ -574,7 +574,7 @@ _CODE_VERSIONS = (
     __version__,
     sanitize.RULES_VERSION,
     importlib.metadata.version("feedgen"),
-    importlib.metadata.version("markdown-it-py"),
+    itemfile.MARKDOWN_VERSION,
 )
 
 

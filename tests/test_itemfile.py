@@ -883,6 +883,23 @@ def test_markdown_javascript_link_is_not_a_link() -> None:
     assert fragment(html).xpath("//a/@href") == []
 
 
+def test_markdown_raw_html_reaches_the_sanitiser_whole() -> None:
+    """Raw HTML in Markdown is kept for bleach to judge: allowed tags stay, others go."""
+    body = (
+        "Text with <abbr title='Year on year'>YoY</abbr> and <span onclick='x()'>more</span>."
+        "\n\n<figure><img src='/a.png' alt='A'><figcaption>Cap</figcaption></figure>\n"
+    )
+
+    html, _summary = rendered("title: T", body)
+    tree = fragment(html)
+
+    assert tree.xpath("//abbr/@title") == ["Year on year"]
+    assert tree.xpath("//figure/figcaption/text()") == ["Cap"]
+    assert tree.xpath("//figure/img/@src") == [f"{SITE}/a.png"]
+    assert not tree.xpath("//span") and "more" in tree.text_content()
+    assert "raw HTML omitted" not in html
+
+
 def test_markdown_h1_is_not_allowed() -> None:
     html, _summary = rendered("title: T", "# Big heading\n\n## Section\n\nText.\n")
     tree = fragment(html)

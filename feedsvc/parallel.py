@@ -9,6 +9,7 @@ threaded process can copy a lock another thread holds). Results come back in ord
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -71,7 +72,9 @@ def _in_processes(
     # fork: the helpers start at once and share this process's loaded modules and settings.
     context = multiprocessing.get_context("fork")
     results: list[R] = []
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+    # A helper's collector leaves alone what it inherited (`gc.freeze`): walking the
+    # parent's loaded items would cost time and copy their pages for nothing.
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=gc.freeze) as pool:
         for chunk in pool.map(_run_chunk, [(function, chunk) for chunk in chunks]):
             results.extend(chunk)
             if progress is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import pickle
 import threading
 from typing import Any
 
 import pytest
 
-from feedsvc import parallel
+from feedsvc import parallel, store
 from feedsvc.model import FeedKey
 from tests.conftest import Site
 
@@ -106,3 +108,51 @@ def test_start_up_keeps_no_roundup_html_once_the_weekly_feed_is_built(site: Site
     assert not [k for k in snapshot.memo._values if isinstance(k, tuple) and k[0] == "roundup"]
     page = app.test_client().get("/weekly/2020-W39")  # builds that week's HTML again
     assert page.status_code == 200 and b"Story" in page.data
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "no-cache"])
+def test_a_parse_result_crosses_processes_as_its_cache_row(site: Site, cached: bool) -> None:
+    front = {"title": "Hello <b>there</b>", "date": "2020-09-30 10:00", "colour": "red"}
+    site.write_item("news", "2020-09-30-hello.md", front, "Body.")
+    site.write("_weekly/2020-W40.md", "---\ntitle: A busy week\n---\nHello.\n")
+    settings = site.settings(timezone="Europe/Paris")
+    for path, kind in (("news/2020-09-30-hello.md", "item"), ("_weekly/2020-W40.md", "intro")):
+        full = str(site.items / path)
+        stat = os.stat(full)
+        entry = store._Entry(path, kind, full=full)
+        result = store._read_and_parse(settings, cached, (entry, stat.st_size, stat.st_mtime_ns))
+
+        data = pickle.dumps(result)
+        copy = pickle.loads(data)
+
+        assert copy == result
+        assert b"feedsvc.model" not in data, "sent as the JSON row, not as objects"
+        assert (copy.row is not None) is cached
+        if kind == "item":
+            assert copy.parsed.item is not None and copy.parsed.problems  # the unknown field
+            assert copy.parsed.item.published.tzinfo == settings.zone
+        else:
+            assert copy.intro is not None and copy.intro.title == "A busy week"
+
+
+def test_a_reload_pauses_the_collector_and_restores_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.write_item("news", "2020-09-30-hello.md", {"title": "Hello"}, "Body.")
+    seen: list[bool] = []
+    build = store.Store._build
+
+    def spy(self: store.Store) -> Any:
+        seen.append(gc.isenabled())
+        return build(self)
+
+    monkeypatch.setattr(store.Store, "_build", spy)
+    assert gc.isenabled()
+    store.Store(site.settings()).reload()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        store.Store(site.settings()).reload()
+        assert not gc.isenabled(), "a collector paused by someone else stays paused"
+    finally:
+        gc.enable()

@@ -1035,3 +1035,73 @@ def test_intro_bad_input_is_an_error(data: bytes, reason: str) -> None:
     assert intro is None
     assert [p.severity for p in problems] == ["error"]
     assert reason in problems[0].message
+
+
+# -- the fast path for plain front matter gives exactly what PyYAML gives --------------------
+
+KEYS = ["title", "date", "tags", "draft", "a_b", "x1", "y", "yes", "on", "null", "Title", "-"]
+VALUES = [
+    "plain text", "yes", "No", "ON", "off", "true", "False", "~", "null", "Null", "12", "-3",
+    "0x1F", "0o17", "017", "1_000", "1:30", "1.5", ".5", "1e3", "1.0e+3", ".inf", "-.Inf",
+    ".NaN", "2020-01-02", "2020-01-02 10:00:00", "=", "<<", "a: b", "a:b", "a #c", "a#c",
+    "#c", '"quoted"', "'single'", "'it''s'", '"esc\\"aped"', '"tab\\t"', "[a, b]", "[]",
+    "[ ]", "[\"a\", 'b']", "[a, [b]]", "{a: b}", "[a, b,]", "[a,,b]", "[yes, 1, ~, x y]",
+    "- x", "-x", "?x", ":x", "&anchor x", "*alias", "!tag x", "!!str 1", "|", ">", "%x",
+    "@x", "`x", "x:", "ça va", "日本語", "trailing  ", " ", "", "a\tb", "a\u2028b", "a\x85b",
+    "https://x.example/a?b=c#d", "mailto:a@b.c", "1,000", "a, b", "a [b]", "a {b}", "'a' b",
+    '"a" b', "a'b", 'a"b', '"a, b"', "[\"a, b\", c]", "'", '"', "[", "]", "a]", "[a",
+]  # fmt: skip
+LINES = ["", "# a comment", "  indented: x", "---", "...", "key:value", "%YAML 1.1"]
+
+
+def yaml_or_error(front: str) -> object:
+    import yaml
+
+    from feedsvc.itemfile import _FrontMatterLoader
+
+    try:
+        value = yaml.load(front, Loader=_FrontMatterLoader)
+    except yaml.YAMLError:
+        return "error"
+    return {} if value is None else value
+
+
+def test_simple_front_matter_is_read_as_yaml_reads_it() -> None:
+    import random
+
+    from feedsvc.itemfile import _simple_front_matter
+
+    chance = random.Random(6)
+    fast = 0
+    for _ in range(6000):
+        lines = []
+        for _ in range(chance.randint(0, 5)):
+            if chance.random() < 0.1:
+                lines.append(chance.choice(LINES))
+            else:
+                separator = chance.choice([": ", ": ", ": ", ":", ":  ", " : "])
+                lines.append(f"{chance.choice(KEYS)}{separator}{chance.choice(VALUES)}")
+        front = "\n".join(lines)
+        simple = _simple_front_matter(front)
+        if simple is not None:
+            fast += 1
+            assert repr(simple) == repr(yaml_or_error(front)), front
+    assert fast > 1000, "most plain front matter takes the fast path"
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        'title: "Gringotts invests"\ndate: 2023-02-20 00:07\ntags: ["funding"]\n'
+        "image: https://images.example.net/lead/1.jpg",
+        "title: Hello, world\ndate: 2020-09-30\nupdated: 2020-10-01T09:30:00+02:00\n"
+        "author: Ann Example\ntags: [retail, china]\ndraft: false\nsummary: It's here.",
+        "title: 'Quoted: with a colon'\n\nlink: https://example.org/a#b",
+    ],
+    ids=["benchmark", "typical", "quoted"],
+)
+def test_typical_front_matter_takes_the_fast_path(front: str) -> None:
+    from feedsvc.itemfile import _simple_front_matter
+
+    simple = _simple_front_matter(front)
+    assert simple is not None and simple == yaml_or_error(front)

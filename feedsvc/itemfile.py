@@ -198,8 +198,9 @@ def _decode(data: bytes) -> tuple[str, list[tuple[int | None, str]]]:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         _reject(line, f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if sanitize.has_forbidden(text):
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if sanitize.utf8_has_forbidden(data):
         first = next(
             i for i, line in enumerate(text.split("\n"), 1) if sanitize.has_forbidden(line)
         )
@@ -212,17 +213,29 @@ def _split(text: str, *, required: bool) -> _Split:
     """Separate the front matter (between a first line `---` and the next `---`) from the body."""
     if not text.strip():
         _reject(None, "empty file")
-    lines = text.split("\n")
-    if lines[0].rstrip() != "---":
+    # Line by line with `find`: splitting a whole 3 KB body into lines costs more than
+    # the rest of this put together.
+    end = _line_end(text, 0)
+    if text[:end].rstrip() != "---":
         if required:
             _reject(
                 1, "no front matter: start the file with a '---' line, a 'title:' line, and '---'"
             )
         return _Split(None, text, 1)
-    for number, line in enumerate(lines[1:], start=2):
-        if line.rstrip() == "---":
-            return _Split("\n".join(lines[1 : number - 1]), "\n".join(lines[number:]), number + 1)
+    start, number = end + 1, 2
+    while start <= len(text):
+        end = _line_end(text, start)
+        if text[start:end].rstrip() == "---":
+            front = text[_line_end(text, 0) + 1 : start - 1] if number > 2 else ""
+            return _Split(front, text[end + 1 :], number + 1)
+        start, number = end + 1, number + 1
     _reject(1, "front matter is never closed: add a '---' line after the last field")
+
+
+def _line_end(text: str, start: int) -> int:
+    """Where the line that begins at `start` ends: its LF, or the end of the text."""
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end
 
 
 def _load_yaml(front: str) -> dict[str, Any]:
@@ -303,6 +316,9 @@ class _Fields:
         self.values = values
         self.front_lines = front.split("\n")
         self.warnings: list[tuple[int | None, str]] = []
+        # The file's text has no forbidden characters left (`_decode`): only a YAML
+        # escape ("\a" in a quoted value) can bring one back.
+        self.escapes = "\\" in front
 
     def line(self, key: str) -> int | None:
         pattern = re.compile(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:")
@@ -324,7 +340,7 @@ class _Fields:
 
     def check_characters(self, key: str, text: str) -> None:
         """YAML escapes ("\\a") can bring characters XML forbids; they are removed later."""
-        if sanitize.has_forbidden(text):
+        if self.escapes and sanitize.has_forbidden(text):
             self.warn(key, f"removed characters that XML cannot carry from '{key}'")
 
     def warn(self, key: str, message: str) -> None:

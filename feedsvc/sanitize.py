@@ -76,6 +76,18 @@ def has_forbidden(text: str) -> bool:
     return _FORBIDDEN.search(text) is not None
 
 
+#: Every byte but the C0 controls XML forbids, for `bytes.translate` to delete.
+_NOT_C0 = bytes(b for b in range(256) if b >= 0x20 or b in b"\t\n\r")
+
+
+def utf8_has_forbidden(data: bytes) -> bool:
+    """`has_forbidden` of valid UTF-8 `data`, decoded (in which surrogates cannot occur),
+    at half the cost: deleting every allowed byte leaves the C0 controls, and U+FFFE and
+    U+FFFF are two fixed byte sequences."""
+    nonchars = b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data
+    return nonchars or bool(data.translate(None, _NOT_C0))
+
+
 def safe_url(url: str, base: str) -> str | None:
     """`url` made absolute against `base`, or None unless its scheme is allowed.
 

@@ -446,3 +446,15 @@ def test_prepare_builds_this_threads_cleaners_once() -> None:
     assert (sanitize._cleaner(True), sanitize._cleaner(False)) == first
     assert first[0] is not first[1]
     assert sanitize.clean_html("<p onclick='x()'>Hi</p>", "https://a.example/") == "<p>Hi</p>"
+
+
+def test_utf8_check_finds_exactly_the_forbidden_characters() -> None:
+    edges = [chr(c) for c in (*range(0x00, 0x21), 0x7F, 0x85, 0xD7FF, 0xE000, 0xFFFD)]
+    edges += ["\ufffe", "\uffff", "\U00010000", "\U0010ffff", "é", "日"]
+    for character in edges:
+        text = f"abc{character}def"
+        assert sanitize.utf8_has_forbidden(text.encode()) == sanitize.has_forbidden(text), hex(
+            ord(character)
+        )
+    assert sanitize.utf8_has_forbidden(b"a\x07b")
+    assert not sanitize.utf8_has_forbidden(b"a\tb\r\nc")

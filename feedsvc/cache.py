@@ -143,7 +143,8 @@ class Cache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._path: Path | None = None  # set while the cache is usable
-        self._preloaded: dict[str, tuple[int, int, str]] = {}
+        # Every parsed row, read at once for a first load (`preload`); None after it.
+        self._preloaded: dict[str, tuple[int, int, str]] | None = None
         if folder is not None:
             self._db = self._open(folder / FILE_NAME, fingerprint(settings))
             self._path = folder / FILE_NAME if self._db is not None else None
@@ -233,16 +234,16 @@ class Cache:
 
     def forget(self, keep: set[str]) -> None:
         """Drop the preloaded rows, and the stored rows of files that are gone."""
-        gone = [(path,) for path in self._preloaded.keys() - keep]
-        self._preloaded = {}
+        gone = [(path,) for path in (self._preloaded or {}).keys() - keep]
+        self._preloaded = None
         self._write("DELETE FROM parsed WHERE path = ?", gone)
 
     def parsed(
         self, path: str, size: int, mtime_ns: int
     ) -> tuple[ParsedFile, Intro | None] | None:
-        row = self._preloaded.get(path)
-        if row is not None:
-            text = row[2] if row[:2] == (size, mtime_ns) else None
+        if self._preloaded is not None:  # a first load: what is not there is not stored
+            row = self._preloaded.get(path)
+            text = row[2] if row is not None and row[:2] == (size, mtime_ns) else None
         else:
             rows = self._run(
                 "SELECT data FROM parsed WHERE path = ? AND size = ? AND mtime_ns = ?",

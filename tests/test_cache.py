@@ -55,6 +55,32 @@ def test_a_reload_after_touching_one_file_reparses_one_file(site: Site) -> None:
     assert store.parse_count == 22
 
 
+def test_a_first_load_reads_the_parsed_rows_in_one_query(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(site)
+    Store(cached_settings(site), site.clock).reload()  # stores 21 rows
+    site.write_item("news", "2020-09-29-new.md", {"title": "New"}, "Body.")
+    queries: list[str] = []
+    run = Cache._run
+
+    def spy(self: Cache, query: str, arguments: tuple[object, ...] = ()) -> list[object]:
+        queries.append(query)
+        return run(self, query, arguments)
+
+    monkeypatch.setattr(Cache, "_run", spy)
+    store = Store(cached_settings(site), site.clock)
+    store.reload()
+    assert [q for q in queries if "FROM parsed" in q] == [
+        "SELECT path, size, mtime_ns, data FROM parsed"
+    ], "one query, not one per file (nor for the new file)"
+    assert store.parse_count == 1 and len(store.snapshot().items) == 21
+    path = site.items / "news" / "2020-09-01-story-0.md"
+    path.write_text(path.read_text() + "\nMore.")
+    store.reload()  # a later reload asks for the changed file alone
+    assert len([q for q in queries if "FROM parsed" in q]) == 2 and store.parse_count == 2
+
+
 def test_a_reload_with_nothing_changed_keeps_the_snapshot_and_its_rendered_bytes(
     site: Site,
 ) -> None:

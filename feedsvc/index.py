@@ -10,9 +10,10 @@ file system, no clock; the time is an argument.
 from __future__ import annotations
 
 import dataclasses
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
+from typing import TypeVar
 
 from feedsvc import weekly
 from feedsvc.config import Settings
@@ -133,8 +134,8 @@ class Index:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._raw: dict[str, Item] = {}  # path -> item as parsed (no drafts)
-        self._id_paths: dict[str, list[str]] = {}  # id -> paths claiming it, sorted
-        self._slug_paths: dict[tuple[str, str], list[tuple[date, str]]] = {}
+        self._id_paths: dict[str, tuple[str, ...]] = {}  # id -> paths claiming it, sorted
+        self._slug_paths: dict[tuple[str, str], tuple[tuple[date, str], ...]] = {}
         self._final: dict[str, Item] = {}  # path -> item as published: id owner, page set
         self._all = _Ordered()
         self._categories: dict[str, _Ordered] = {}
@@ -180,22 +181,17 @@ class Index:
                 self._final[path] = new
                 self._place(new)
 
+    # A group (the paths claiming an id, the files sharing a slug) almost always has one
+    # member: tuples, replaced on change, take half the memory of lists per item.
+
     def _leave_groups(self, path: str, item: Item) -> set[str]:
-        claimants = self._id_paths[item.id]
-        claimants.remove(path)
-        if not claimants:
-            del self._id_paths[item.id]
-        namesakes = self._slug_paths[(item.category, item.slug)]
-        namesakes.remove((item.file_date, path))
-        if not namesakes:
-            del self._slug_paths[(item.category, item.slug)]
+        claimants = _without(self._id_paths, item.id, path)
+        namesakes = _without(self._slug_paths, (item.category, item.slug), (item.file_date, path))
         return {*claimants, *(p for _, p in namesakes)}
 
     def _join_groups(self, path: str, item: Item) -> set[str]:
-        claimants = self._id_paths.setdefault(item.id, [])
-        insort(claimants, path)
-        namesakes = self._slug_paths.setdefault((item.category, item.slug), [])
-        insort(namesakes, (item.file_date, path))
+        claimants = _with(self._id_paths, item.id, path)
+        namesakes = _with(self._slug_paths, (item.category, item.slug), (item.file_date, path))
         return {*claimants, *(p for _, p in namesakes)}
 
     def _decide(self, path: str) -> Item | None:
@@ -281,3 +277,23 @@ class Index:
 
     def _ordered(self, category: str) -> _Ordered:
         return self._categories.get(category) or _Ordered()
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _with(groups: dict[K, tuple[V, ...]], key: K, member: V) -> tuple[V, ...]:
+    """Add `member` to the sorted group `key`; the group as it is now."""
+    group = groups[key] = tuple(sorted((*groups.get(key, ()), member)))  # type: ignore[type-var]
+    return group
+
+
+def _without(groups: dict[K, tuple[V, ...]], key: K, member: V) -> tuple[V, ...]:
+    """Take `member` out of the group `key` (dropping an empty group); what is left."""
+    group = tuple(m for m in groups[key] if m != member)
+    if group:
+        groups[key] = group
+    else:
+        del groups[key]
+    return group

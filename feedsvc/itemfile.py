@@ -425,7 +425,8 @@ def _tags(fields: _Fields) -> tuple[str, ...]:
     for tag in value:
         fields.check_characters("tags", str(tag))
     tags = (sanitize.plain_text(str(tag)) for tag in value)
-    return tuple(dict.fromkeys(tag for tag in tags if tag))
+    # Interned: a few words, shared by thousands of items.
+    return tuple(dict.fromkeys(sys.intern(tag) for tag in tags if tag))
 
 
 def _guard(path: str, parse: Callable[[list[Problem]], ParsedFile]) -> ParsedFile:

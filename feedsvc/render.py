@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -521,8 +522,15 @@ def warm(snapshot: Snapshot, settings: Settings) -> None:
         for source in page.shown:
             needed.extend(source.items if isinstance(source, Week) else (source,))
     with snapshot.bodies(needed):
-        for key in keys:
-            feed_document(snapshot, key, settings)
+        # The weekly feed's formats share each week's HTML: built once, before they are.
+        if any(key.name == "weekly" for key in keys):
+            for week in snapshot.weeks[: settings.weekly_size]:
+                week_html(snapshot, week, settings)
+        # gzip, hashing and SQLite release the GIL: with two threads, one feed is
+        # compressed while the next is written. The threads are gone before anything forks.
+        with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:
+            for _ in pool.map(lambda key: feed_document(snapshot, key, settings), keys):
+                pass
     # The roundups' HTML was kept to build the weekly feed's three formats; they are
     # built now, and in a preloading master those megabytes would sit in every worker.
     for week in snapshot.weeks[: settings.weekly_size]:

@@ -156,3 +156,11 @@ def test_a_reload_pauses_the_collector_and_restores_it(
         assert not gc.isenabled(), "a collector paused by someone else stays paused"
     finally:
         gc.enable()
+
+
+def test_start_up_leaves_no_thread_behind(site: Site) -> None:
+    """A preloading master forks right after start-up: no thread of it may be running."""
+    many_items(site)
+    before = threading.active_count()
+    site.app()
+    assert threading.active_count() == before, [t.name for t in threading.enumerate()]

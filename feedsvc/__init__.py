@@ -6,11 +6,14 @@ __version__ = "0.1.0"
 
 import logging
 import time
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings, load_settings
-from feedsvc.store import Clock, Store, system_clock
+
+if TYPE_CHECKING:  # imported by create_app: `feedsvc serve` needs none of it (feedsvc.cli)
+    from flask import Flask
+
+    from feedsvc.store import Clock
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,10 @@ def create_app(
     With `watch`, a thread in this process reloads the items when files change, so each
     gunicorn worker (each builds its own app) stays live without a restart.
     """
+    from flask import Flask
+
     from feedsvc import render, web
+    from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr

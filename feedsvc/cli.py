@@ -18,7 +18,10 @@ import yaml
 from feedsvc.config import Settings, load_settings
 from feedsvc.errors import ConfigError
 from feedsvc.model import RESERVED_NAMES, is_valid_name
-from feedsvc.store import Store
+
+# The store, the app and their libraries are imported by the commands that use them:
+# `serve` replaces this process with gunicorn, which imports them itself, and importing
+# them first as well took ~0.7 s off every start.
 
 
 def _settings(items_dir: Path | None = None, *, existing: bool = True) -> Settings:
@@ -85,6 +88,8 @@ def _shown(settings: Settings, path: str) -> str:
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
 def check(items_dir: Path | None, output: str) -> None:
     """Lint every item file; exit status 1 if any has an error."""
+    from feedsvc.store import Store
+
     logging.getLogger("feedsvc").addHandler(logging.NullHandler())
     logging.getLogger("feedsvc").propagate = False  # the report below says it all once
     settings = _settings(items_dir)

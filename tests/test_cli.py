@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -268,3 +270,14 @@ def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
     assert env["GUNICORN_CMD_ARGS"] == (
         "--preload --no-control-socket --timeout 300 --timeout 60 --access-logfile -"
     )
+
+
+def test_the_command_imports_the_app_only_when_a_command_needs_it() -> None:
+    """`feedsvc serve` hands over to gunicorn, which imports the app itself: importing
+    Flask, the store and their libraries before that would double every start's imports."""
+    code = "import sys, feedsvc.cli; print(sorted(m for m in HEAVY if m in sys.modules))"
+    heavy = "HEAVY = ('flask', 'feedgen', 'bleach', 'cmarkgfm', 'feedsvc.store', 'feedsvc.web');"
+    result = subprocess.run(
+        [sys.executable, "-c", heavy + code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

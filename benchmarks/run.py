@@ -65,7 +65,7 @@ WRK_ARGS = ("-t2", "-c16", "--latency")
 QUIET_LOAD = 0.25  # cores the rest of the machine may use when a measurement starts
 ATOM = "{http://www.w3.org/2005/Atom}"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PACKAGES = ("feedsvc", "Flask", "Werkzeug", "feedgen", "bleach", "PyYAML", "cmarkgfm",
+PACKAGES = ("feedsvc", "Flask", "Werkzeug", "feedgen", "bleach", "PyYAML", "pyromark",
             "watchdog", "gunicorn")  # fmt: skip
 
 #: gunicorn settings file: records when each worker has loaded the app, so readiness

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -1105,3 +1107,22 @@ def test_typical_front_matter_takes_the_fast_path(front: str) -> None:
 
     simple = _simple_front_matter(front)
     assert simple is not None and simple == yaml_or_error(front)
+
+
+def test_rendering_markdown_holds_no_memory_per_body() -> None:
+    """A server renders bodies for as long as it runs: a Markdown library that keeps each
+    document's tree or output (cmarkgfm 2025.10 keeps ~90 KB a body) would grow without
+    end. Measured in a fresh process, whose peak is its own."""
+    code = """
+import resource
+from feedsvc.itemfile import markdown_html
+text = "Some *text*, a [link](https://example.org).\\n\\n| a | b |\\n|---|---|\\n| 1 | 2 |\\n" * 30
+markdown_html(text)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(5000):
+    markdown_html(text)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 40, f"{result.stdout.strip()} MB more after 5,000 bodies"

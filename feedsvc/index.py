@@ -13,11 +13,14 @@ import dataclasses
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from feedsvc import weekly
 from feedsvc.config import Settings
 from feedsvc.model import Category, Intro, Item, Problem, Week
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
 BULK_CHANGES = 1_000  # more items moved than this in one update: re-sort instead
@@ -280,12 +283,12 @@ class Index:
 
 
 K = TypeVar("K")
-V = TypeVar("V")
+V = TypeVar("V", bound="SupportsRichComparison")
 
 
 def _with(groups: dict[K, tuple[V, ...]], key: K, member: V) -> tuple[V, ...]:
     """Add `member` to the sorted group `key`; the group as it is now."""
-    group = groups[key] = tuple(sorted((*groups.get(key, ()), member)))  # type: ignore[type-var]
+    group = groups[key] = tuple(sorted((*groups.get(key, ()), member)))
     return group
 
 

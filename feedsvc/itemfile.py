@@ -220,11 +220,12 @@ def _split(text: str, *, required: bool) -> _Split:
                 1, "no front matter: start the file with a '---' line, a 'title:' line, and '---'"
             )
         return _Split(None, text, 1)
-    start, number = end + 1, 2
+    front_start = start = end + 1
+    number = 2
     while start <= len(text):
         end = _line_end(text, start)
         if text[start:end].rstrip() == "---":
-            front = text[_line_end(text, 0) + 1 : start - 1] if number > 2 else ""
+            front = text[front_start : start - 1] if number > 2 else ""
             return _Split(front, text[end + 1 :], number + 1)
         start, number = end + 1, number + 1
     _reject(1, "front matter is never closed: add a '---' line after the last field")

@@ -515,17 +515,21 @@ def warm(snapshot: Snapshot, settings: Settings) -> None:
     over the cores), rather than one by one inside each feed's render."""
     keys = [FeedKey(name, format) for name, _ in feed_names(snapshot) for format in RENDERERS]
     needed: list[Item] = []
+    weeks: dict[str, Week] = {}  # of the weekly pages to render
     for key in keys:
         page = _page(snapshot, key, settings)
         if page is None or key in snapshot.memo or snapshot.has_document(page.signature):
             continue
         for source in page.shown:
-            needed.extend(source.items if isinstance(source, Week) else (source,))
+            if isinstance(source, Week):
+                weeks[source.name] = source
+                needed.extend(source.items)
+            else:
+                needed.append(source)
     with snapshot.bodies(needed):
         # The weekly feed's formats share each week's HTML: built once, before they are.
-        if any(key.name == "weekly" for key in keys):
-            for week in snapshot.weeks[: settings.weekly_size]:
-                week_html(snapshot, week, settings)
+        for week in weeks.values():
+            week_html(snapshot, week, settings)
         # gzip, hashing and SQLite release the GIL: with two threads, one feed is
         # compressed while the next is written. The threads are gone before anything forks.
         with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:

@@ -14,7 +14,7 @@ from feedsvc import cache as cache_module
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
 from feedsvc.itemfile import parse_item
-from feedsvc.model import Content, FeedKey
+from feedsvc.model import Content, FeedKey, Item
 from feedsvc.store import Store
 from tests.conftest import Site
 
@@ -265,6 +265,24 @@ def test_a_warm_restart_serves_rendered_feeds_from_the_cache(site: Site) -> None
 
     object.__setattr__(snapshot, "content_of", no_rendering)
     assert {name: feed_bytes(warm, name) for name in expected} == expected
+
+
+def test_a_warm_start_up_reads_no_body(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every first page, the weekly feed's included, comes from the cache by signature:
+    no story's body is read to build a roundup that is not rendered."""
+    populate(site)
+    site.app(cache_dir=site.root / "cache")  # renders and stores the first pages
+    read: list[str] = []
+    content_of = Store.content_of
+
+    def spy(self: Store, item: Item) -> Content:
+        read.append(item.slug)
+        return content_of(self, item)
+
+    monkeypatch.setattr(Store, "content_of", spy)
+    app = site.app(cache_dir=site.root / "cache")
+    assert read == []
+    assert b"Story 3" in app.test_client().get("/feeds/weekly.atom").data
 
 
 def test_a_changed_item_is_never_served_from_a_stale_cached_feed(site: Site) -> None:

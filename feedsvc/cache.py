@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from feedsvc import __version__, itemfile, sanitize
 from feedsvc.config import Settings
-from feedsvc.model import Content, Intro, Item, ParsedFile, Problem, Source
+from feedsvc.model import Content, Intro, Item, ParsedFile, Problem, Source, Stream
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ TABLES = ("parsed", "content", "documents")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
 KEEP_CONTENT = 250_000
+STREAM_CHUNK = 256 * 1024  # bytes per read of a document sent from the cache
 BUSY_TIMEOUT = 10.0  # seconds to wait for another process's write to finish
 
 
@@ -292,11 +294,35 @@ class Cache:
         rows = self._run("SELECT body, gzipped FROM documents WHERE signature = ?", (signature,))
         return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def document_part(self, signature: str, *, gzipped: bool) -> bytes | None:
-        """One representation of a rendered document: its body, or the body gzipped."""
+    def document_stream(self, signature: str, *, gzipped: bool) -> Stream | None:
+        """One representation of a rendered document, as its length and its bytes in
+        chunks: a dense weekly feed (40 MB) goes to the client without being held whole.
+
+        The chunks come from a connection of their own, in one read transaction, so they
+        are one version of the row however other workers write meanwhile; it is closed
+        when the chunks are used up or the server closes them (WSGI `close`).
+        """
+        if self._path is None:
+            return None
         column = "gzipped" if gzipped else "body"
-        rows = self._run(f"SELECT {column} FROM documents WHERE signature = ?", (signature,))
-        return bytes(rows[0][0]) if rows else None
+        db = None
+        try:
+            db = sqlite3.connect(
+                self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            db.execute("BEGIN")
+            row = db.execute("SELECT rowid FROM documents WHERE signature = ?", (signature,))
+            found = row.fetchone()
+            if found is None:
+                db.close()
+                return None
+            blob = db.blobopen("documents", column, found[0], readonly=True)
+        except sqlite3.Error as error:
+            if db is not None:
+                db.close()
+            log.warning("cache read failed (%s); rendering the document again", error)
+            return None
+        return len(blob), _Chunks(db, blob)
 
     def has_document(self, signature: str) -> bool:
         return bool(self._run("SELECT 1 FROM documents WHERE signature = ?", (signature,)))
@@ -319,6 +345,28 @@ class Cache:
             except sqlite3.Error as error:  # e.g. another worker holds the lock too long
                 log.warning("cache write failed (%s); continuing without writing", error)
                 return False
+
+
+class _Chunks:
+    """A stored blob read in STREAM_CHUNK pieces; closes its connection when done."""
+
+    def __init__(self, db: sqlite3.Connection, blob: sqlite3.Blob) -> None:
+        self._db = db
+        self._blob = blob
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while chunk := self._blob.read(STREAM_CHUNK):
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._blob.close()
+            self._db.close()  # ends the read transaction
 
 
 def _prune_documents(db: sqlite3.Connection) -> None:

@@ -17,6 +17,9 @@ from typing import Any, Literal
 Severity = Literal["error", "warning"]
 Format = Literal["rss", "atom", "json"]
 FORMATS: tuple[Format, ...] = ("rss", "atom", "json")
+#: A response body sent in pieces: its length in bytes, and the pieces (which the WSGI
+#: server closes, if they have a `close`, once sent).
+Stream = tuple[int, Iterable[bytes]]
 
 _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 #: Names under items/ that can never be categories (they are feed names or private folders).

@@ -25,7 +25,7 @@ from lxml import etree
 
 from feedsvc import __version__, itemfile, sanitize, weekly
 from feedsvc.config import Settings
-from feedsvc.model import FeedKey, Format, Item, Snapshot, Week
+from feedsvc.model import FeedKey, Format, Item, Snapshot, Stream, Week
 
 CONTENT_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
@@ -48,7 +48,7 @@ class Document:
     """A response body as served: plain and gzip bytes, strong ETags, freshness data.
 
     A very large document (a dense weekly feed) can leave its bytes in the persistent
-    cache and hold only `load`, which reads the one representation a 200 sends (plain
+    cache and hold only `load`, which streams the one representation a 200 sends (plain
     or gzip); a 304 needs the ETag alone.
     """
 
@@ -57,19 +57,21 @@ class Document:
     content_type: str
     last_modified: datetime | None
     http_last_modified: str  # the same as an HTTP-date, formatted once
-    load: Callable[[bool], bytes] | None = None  # gzipped? -> those bytes
+    load: Callable[[bool], Stream] | None = None  # gzipped? -> those bytes, in pieces
 
     @property
     def body(self) -> bytes:
-        return self._bytes(gzipped=False)
+        return b"".join(self.open(gzipped=False)[1])
 
     @property
     def gzipped(self) -> bytes:
-        return self._bytes(gzipped=True)
+        return b"".join(self.open(gzipped=True)[1])
 
-    def _bytes(self, *, gzipped: bool) -> bytes:
+    def open(self, *, gzipped: bool) -> Stream:
+        """One representation as sent: its length, and its bytes in one piece or more."""
         if self.held is not None:
-            return self.held[gzipped]
+            chosen = self.held[gzipped]
+            return len(chosen), (chosen,)
         assert self.load is not None
         return self.load(gzipped)
 
@@ -94,7 +96,7 @@ def make_document(
     kind: str,
     last_modified: datetime | None,
     gzipped: bytes | None = None,
-    load: Callable[[bool], bytes] | None = None,
+    load: Callable[[bool], Stream] | None = None,
 ) -> Document:
     """Compress (unless given the gzip bytes) and hash, once per content change; with
     `load`, keep only what a conditional request needs and let `load` fetch the bytes."""
@@ -494,7 +496,7 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             body = RENDERERS[key.format](view, settings)  # type: ignore[index]
             return body, compress(body)
 
-        def finish(body: bytes, gzipped: bytes, load: Callable[[bool], bytes] | None) -> Document:
+        def finish(body: bytes, gzipped: bytes, load: Callable[[bool], Stream] | None) -> Document:
             return make_document(body, key.format, last_modified, gzipped, load)
 
         last_modified = max((source.updated for source in page.shown), default=None)

@@ -64,7 +64,7 @@ def max_age(snapshot: Snapshot, longest: int, clock: Clock) -> int:
     return max(0, min(longest, int((snapshot.changes_at - clock()).total_seconds())))
 
 
-Answer = tuple[int, list[tuple[str, str]], bytes]
+Answer = tuple[int, list[tuple[str, str]], Iterable[bytes]]
 
 
 def answer(environ: WSGIEnvironment, document: render.Document, cache_seconds: int) -> Answer:
@@ -87,16 +87,16 @@ def answer(environ: WSGIEnvironment, document: render.Document, cache_seconds: i
     last_modified = document.http_last_modified or None
     if not is_resource_modified(environ, etag, last_modified=last_modified):
         if not parse_etags(environ.get("HTTP_IF_MATCH")):
-            return 304, headers, b""
+            return 304, headers, ()
         failed = b"Precondition failed\n"  # If-Match on a read: Werkzeug's rule
         plain = [("Content-Type", PLAIN), ("Content-Length", str(len(failed)))]
-        return 412, headers + plain, failed
-    body = document.gzipped if gzipped else document.body
+        return 412, headers + plain, (failed,)
+    length, body = document.open(gzipped=gzipped)
     headers += [
         *([("Content-Encoding", "gzip")] if gzipped else []),
         *([("Last-Modified", document.http_last_modified)] if last_modified else []),
         ("Content-Type", document.content_type),
-        ("Content-Length", str(len(body))),
+        ("Content-Length", str(length)),
     ]
     return 200, headers, body  # the server leaves it out for HEAD (Werkzeug, FeedPolls)
 
@@ -135,8 +135,18 @@ class FeedPolls:
                     seconds = max_age(snapshot, settings.cache_max_age, self.feeds.clock)
                     status, headers, body = answer(environ, document, seconds)
                     start_response(_STATUS[status], headers)
-                    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+                    if environ["REQUEST_METHOD"] != "HEAD":
+                        return body
+                    _close(body)
+                    return ()
         return self.app(environ, start_response)
+
+
+def _close(body: Iterable[bytes]) -> None:
+    """Close a body that will not be sent (WSGI: the server would have closed it)."""
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
 
 
 _STATUS = {code: f"{code} {HTTP_STATUS_CODES[code]}" for code in (200, 304, 412)}

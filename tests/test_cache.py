@@ -5,10 +5,14 @@ from __future__ import annotations
 import gzip
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
+from flask import Flask
+from werkzeug.test import EnvironBuilder
 
 from feedsvc import cache as cache_module
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
@@ -444,6 +448,55 @@ def test_a_very_large_document_leaves_its_bytes_in_the_cache(
     again = client.get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
     assert (again.data, again.headers["ETag"]) == (whole.data, whole.headers["ETag"])
     assert feedparser.parse(gzip.decompress(again.data)).entries
+
+
+def _call(
+    app: Flask, path: str, method: str = "GET"
+) -> tuple[str, dict[str, str], Iterable[bytes]]:
+    """Call the WSGI app as a server would, and keep the body iterable it returns."""
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        started.append((status, headers))
+
+    environ = EnvironBuilder(path=path, method=method).get_environ()
+    body = app.wsgi_app(environ, start_response)
+    return started[0][0], dict(started[0][1]), body
+
+
+def test_a_very_large_document_is_streamed_from_the_cache_in_pieces(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(site)
+    whole = site.client().get("/feeds/weekly.atom").data
+    monkeypatch.setattr("feedsvc.store.SPILL_BYTES", 1_000)
+    monkeypatch.setattr(cache_module, "STREAM_CHUNK", 512)
+    app = site.app(cache_dir=site.root / "cache")
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+
+    def tracked(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", tracked)
+    # A HEAD opens the stream for its length and closes it unsent.
+    status, headers, body = _call(app, "/feeds/weekly.atom", "HEAD")
+    assert (status, list(body), int(headers["Content-Length"])) == ("200 OK", [], len(whole))
+    status, headers, body = _call(app, "/feeds/weekly.atom")
+    pieces = iter(body)
+    first = next(pieces)
+    # Another worker replaces the row meanwhile: this response stays one version.
+    with connect(site.root / "cache" / FILE_NAME) as db:
+        db.execute("UPDATE documents SET body = x'00'")
+    rest = list(pieces)
+    assert status == "200 OK" and int(headers["Content-Length"]) == len(whole)
+    assert b"".join([first, *rest]) == whole
+    assert len(rest) >= 2 and all(len(piece) <= 512 for piece in [first, *rest])
+    assert len(opened) == 2
+    for db in opened:  # every read transaction has ended
+        with pytest.raises(sqlite3.ProgrammingError):
+            db.execute("SELECT 1")
 
 
 def test_a_busy_cache_is_used_later_never_deleted(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, TypeVar
+from itertools import chain, islice
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from feedsvc import weekly
 from feedsvc.config import Settings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
 
 Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
+PIECE = 512  # items per piece of an order (`_Ordered`): what a change to one item copies
 BULK_CHANGES = 1_000  # more items moved than this in one update: re-sort instead
 PAGES_REBASE = 256  # changed pages a view carries before the page map is copied afresh
 
@@ -31,53 +33,145 @@ def _key(item: Item) -> Key:
     return (item.published, item.updated, item.id)
 
 
-class _Ordered:
-    """Items sorted oldest first, with a parallel list of keys for bisecting.
+class Run(Sequence[Item]):
+    """An unchanging run of items (the first `length` of an order, newest or oldest
+    first) over pieces that snapshots share: a snapshot takes the pieces' tuple, never a
+    copy of the items, so a change to one item costs one piece, not the whole order."""
 
-    The published slices are kept until the next change here, so a snapshot reuses the
-    tuples of every category and week a reload did not touch instead of copying them.
+    __slots__ = ("_length", "_newest_first", "_pieces", "_starts")
+
+    def __init__(
+        self,
+        pieces: tuple[tuple[Item, ...], ...],
+        starts: tuple[int, ...],
+        length: int,
+        *,
+        newest_first: bool,
+    ) -> None:
+        self._pieces = pieces
+        self._starts = starts  # each piece's position in the order, oldest first
+        self._length = length
+        self._newest_first = newest_first
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Item, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Item | tuple[Item, ...]:
+        if isinstance(index, slice):  # a feed page: a few dozen items
+            return tuple(self._at(at) for at in range(*index.indices(self._length)))
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("Run index out of range")
+        return self._at(index)
+
+    def _at(self, index: int) -> Item:
+        at = self._length - 1 - index if self._newest_first else index
+        piece = bisect_right(self._starts, at) - 1
+        return self._pieces[piece][at - self._starts[piece]]
+
+    def __iter__(self) -> Iterator[Item]:
+        if not self._newest_first:
+            return islice(chain.from_iterable(self._pieces), self._length)
+        last = bisect_right(self._starts, self._length - 1) - 1
+        if last < 0:
+            return iter(())
+        head = self._pieces[last][: self._length - self._starts[last]]
+        return chain(reversed(head), *(reversed(p) for p in reversed(self._pieces[:last])))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Run({list(self)!r})"
+
+
+class _Ordered:
+    """Items sorted oldest first: a flat list of keys for bisecting, and the items in
+    pieces of about PIECE (tuples, replaced whole when one of their items changes).
+
+    A snapshot's slice is a `Run` over the pieces as they are, kept until the next change
+    here, so a snapshot reuses the slices of every category and week a reload did not
+    touch, and the slice of a touched order costs a tuple of its pieces.
     """
 
-    __slots__ = ("_slices", "items", "keys")
+    __slots__ = ("_pieces", "_slices", "_starts", "keys")
 
-    def __init__(self) -> None:
-        self.keys: list[Key] = []
-        self.items: list[Item] = []
-        self._slices: dict[tuple[bool, int], tuple[Item, ...]] = {}
+    def __init__(self, pairs: Iterable[tuple[Key, Item]] = ()) -> None:
+        """From (key, item) pairs already sorted."""
+        pairs = list(pairs)
+        self.keys: list[Key] = [key for key, _ in pairs]
+        self._pieces: list[tuple[Item, ...]] = [
+            tuple(item for _, item in pairs[at : at + PIECE]) for at in range(0, len(pairs), PIECE)
+        ]
+        self._starts: list[int] = list(range(0, len(pairs), PIECE))
+        self._slices: dict[tuple[bool, int], Run] = {}
 
     def add(self, item: Item, key: Key) -> None:
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
-        self.items.insert(at, item)
-        self._slices = {}
-
-    def append(self, item: Item, key: Key) -> None:
-        """Add an item known to sort after every item already here."""
-        self.keys.append(key)
-        self.items.append(item)
+        if not self._pieces:
+            self._pieces, self._starts = [(item,)], [0]
+        else:
+            piece = bisect_right(self._starts, at) - 1
+            old, offset = self._pieces[piece], at - self._starts[piece]
+            new = (*old[:offset], item, *old[offset:])
+            if len(new) < 2 * PIECE:
+                self._pieces[piece] = new
+            else:  # split it in two
+                self._pieces[piece : piece + 1] = [new[:PIECE], new[PIECE:]]
+                self._starts.insert(piece + 1, self._starts[piece] + PIECE)
+                piece += 1
+            self._shift(piece + 1, 1)
         self._slices = {}
 
     def remove(self, item: Item) -> None:
         at = bisect_left(self.keys, _key(item))
         del self.keys[at]
-        del self.items[at]
+        piece = bisect_right(self._starts, at) - 1
+        old, offset = self._pieces[piece], at - self._starts[piece]
+        if len(old) > 1:
+            self._pieces[piece] = (*old[:offset], *old[offset + 1 :])
+            piece += 1
+        else:
+            del self._pieces[piece], self._starts[piece]
+        self._shift(piece, -1)
         self._slices = {}
 
-    def published_count(self, now: datetime) -> int:
-        return bisect_right(self.keys, now, key=lambda key: key[0])
+    def _shift(self, first: int, by: int) -> None:
+        starts = self._starts
+        for piece in range(first, len(starts)):
+            starts[piece] += by
 
-    def newest_first(self, now: datetime) -> tuple[Item, ...]:
+    def published_count(self, now: datetime) -> int:
+        keys = self.keys
+        if not keys or keys[-1][0] <= now:  # most orders, all weeks but the last
+            return len(keys)
+        return bisect_right(keys, now, key=lambda key: key[0])
+
+    def newest_first(self, now: datetime) -> Run:
         return self._slice(now, newest_first=True)
 
-    def oldest_first(self, now: datetime) -> tuple[Item, ...]:
+    def oldest_first(self, now: datetime) -> Run:
         return self._slice(now, newest_first=False)
 
-    def _slice(self, now: datetime, *, newest_first: bool) -> tuple[Item, ...]:
+    def _slice(self, now: datetime, *, newest_first: bool) -> Run:
         key = (newest_first, self.published_count(now))
         found = self._slices.get(key)
         if found is None:
-            shown = self.items[: key[1]]
-            found = self._slices[key] = tuple(shown[::-1] if newest_first else shown)
+            pieces, starts = tuple(self._pieces), tuple(self._starts)
+            found = self._slices[key] = Run(pieces, starts, key[1], newest_first=newest_first)
         return found
 
     def next_after(self, now: datetime) -> datetime | None:
@@ -122,7 +216,7 @@ class Pages(Mapping[PageKey, Item]):
 class View:
     """What a snapshot takes from the index at one moment."""
 
-    items: tuple[Item, ...]
+    items: Run
     categories: tuple[Category, ...]
     weeks: tuple[Week, ...]
     current_week: Week | None
@@ -220,14 +314,17 @@ class Index:
 
     def _rebuild(self) -> None:
         """The three orders and the pages from `_final`, sorted at once."""
-        self._all, self._categories, self._weeks, self._pages = _Ordered(), {}, {}, {}
-        for key, item in sorted((_key(item), item) for item in self._final.values()):
-            self._all.append(item, key)
-            self._categories.setdefault(item.category, _Ordered()).append(item, key)
-            self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).append(
-                item, key
-            )
+        everything = sorted((_key(item), item) for item in self._final.values())
+        categories: dict[str, list[tuple[Key, Item]]] = {}
+        weeks: dict[str, list[tuple[Key, Item]]] = {}
+        self._pages = {}
+        for key, item in everything:
+            categories.setdefault(item.category, []).append((key, item))
+            weeks.setdefault(weekly.item_week(item, self.settings), []).append((key, item))
             self._pages[(item.category, item.page_name)] = item
+        self._all = _Ordered(everything)
+        self._categories = {name: _Ordered(pairs) for name, pairs in categories.items()}
+        self._weeks = {name: _Ordered(pairs) for name, pairs in weeks.items()}
         self._pages_base, self._pages_changed = dict(self._pages), {}
 
     def _place(self, item: Item) -> None:

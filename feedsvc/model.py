@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -122,7 +122,7 @@ class Week:
     name: str  # ISO style, "2020-W40"
     start: date
     end: date  # inclusive
-    items: tuple[Item, ...]
+    items: Sequence[Item]
     intro: Intro | None
     complete: bool  # False while the week is still in progress (rolling publication)
 
@@ -141,7 +141,7 @@ class Category:
 
     slug: str
     name: str
-    items: tuple[Item, ...]
+    items: Sequence[Item]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,7 @@ class Snapshot:
     """
 
     now: datetime
-    items: tuple[Item, ...]  # published, newest first
+    items: Sequence[Item]  # published, newest first
     categories: tuple[Category, ...]
     weeks: tuple[Week, ...]  # published roundups, newest first
     current_week: Week | None  # the week in progress, for the index page

@@ -11,7 +11,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -231,7 +231,7 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
 
 def _sources(
     snapshot: Snapshot, name: str, settings: Settings
-) -> tuple[tuple[Item, ...] | tuple[Week, ...], int, str, str] | None:
+) -> tuple[Sequence[Item] | Sequence[Week], int, str, str] | None:
     """What a feed lists, its page size, title and description; None for no such feed."""
     if name == "all":
         return snapshot.items, settings.feed_size, settings.title, settings.description
@@ -462,7 +462,7 @@ RENDERERS: dict[Format, Callable[[FeedView, Settings], bytes]] = {
 class _Page:
     """What one page of one feed shows, and the signature of its bytes."""
 
-    shown: tuple[Item, ...] | tuple[Week, ...]
+    shown: Sequence[Item] | Sequence[Week]
     signature: str
 
 
@@ -560,7 +560,7 @@ def signature(key: FeedKey, last_page: int, versions: str, settings: Settings) -
 
 
 def _versions_shown(
-    snapshot: Snapshot, key: FeedKey, shown: tuple[Item, ...] | tuple[Week, ...]
+    snapshot: Snapshot, key: FeedKey, shown: Sequence[Item] | Sequence[Week]
 ) -> str:
     """A digest of what the shown items and weeks follow from, shared by a page's formats.
 

@@ -251,27 +251,32 @@ class Store:
         first = not self._seen
         if first:
             self.cache.preload()
-        seen = dict(self._seen)
-        for path in look.removed:
-            del seen[path]
+        # What the changed files give now. `_seen` is updated in place once the index
+        # has them: a copy of it per reload was 100,000 entries for one new file, and a
+        # young container that large costs the next garbage collection as much again.
+        found: dict[str, _Seen] = {}
         to_parse = []
         for entry, stat in look.changed:
             cached = self.cache.parsed(entry.path, *stat)
             if cached is None:
                 to_parse.append((entry, *stat))
             else:
-                seen[entry.path] = _Seen(*stat, *cached)
+                found[entry.path] = _Seen(*stat, *cached)
         # The first load of a large folder is spread over the cores; a reload is a few files.
         parse = partial(_read_and_parse, self.settings, self.cache.enabled)
         results = parallel.map_in_processes(parse, to_parse, progress)
         for (entry, size, mtime_ns), result in zip(to_parse, results, strict=True):
-            seen[entry.path] = self._parsed(entry, size, mtime_ns, result)
-        self._index_changes(seen, {entry.path for entry, _ in look.changed}, look.removed)
+            found[entry.path] = self._parsed(entry, size, mtime_ns, result)
+        self._index_changes(found, {entry.path for entry, _ in look.changed}, look.removed)
         self.cache.store_parsed(self._parsed_now)
         self._parsed_now = []
         if first:
             self.cache.forget({entry.path for entry, _ in look.listed})
-        self._seen = seen
+            self._seen = found
+        else:
+            for path in look.removed:
+                del self._seen[path]
+            self._seen.update(found)
         self._scan_problems = look.problems
 
     # -- scanning ------------------------------------------------------------------------
@@ -383,13 +388,19 @@ class Store:
 
     # -- building ------------------------------------------------------------------------
 
-    def _index_changes(self, seen: dict[str, _Seen], changed: set[str], removed: set[str]) -> None:
-        """Tell the index, the problem list and the intros what these files now give."""
+    def _index_changes(
+        self, found: dict[str, _Seen], changed: set[str], removed: set[str]
+    ) -> None:
+        """Tell the index, the problem list and the intros what these files now give
+        (`found`: the changed files; the removed give nothing)."""
         self._index.update(
-            {path: seen[path].parsed.item if path in seen else None for path in changed | removed}
+            {
+                path: found[path].parsed.item if path in found else None
+                for path in changed | removed
+            }
         )
         for path in changed | removed:
-            result = seen.get(path)
+            result = found.get(path)
             self._file_problems.pop(path, None)
             self._intros.pop(path, None)
             if result is not None and result.parsed.problems:

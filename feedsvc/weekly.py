@@ -6,7 +6,7 @@ Pure: the time is passed in as `now`, never read from the clock.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 
 from feedsvc.config import Settings
@@ -61,7 +61,7 @@ def item_week(item: Item, settings: Settings) -> str:
 
 
 def assemble_weeks(
-    groups: Iterable[tuple[str, tuple[Item, ...]]],
+    groups: Iterable[tuple[str, Sequence[Item]]],
     intros: Mapping[str, Intro],
     settings: Settings,
     now: datetime,

@@ -10,7 +10,7 @@ import pytest
 
 from feedsvc import index as index_module
 from feedsvc.config import Settings
-from feedsvc.index import Index, View
+from feedsvc.index import Index, Run, View
 from feedsvc.itemfile import parse_item
 from feedsvc.model import Item
 
@@ -104,6 +104,7 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
     (whether a delta moves items one by one or re-sorts everything)."""
     monkeypatch.setattr(index_module, "BULK_CHANGES", bulk)
     monkeypatch.setattr(index_module, "PAGES_REBASE", rebase)
+    monkeypatch.setattr(index_module, "PIECE", 2 + seed % 3)  # orders split into pieces
     rng = random.Random(seed)
     paths = [
         f"{rng.choice(['news', 'tech'])}/2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}-"
@@ -136,3 +137,39 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
     for now in (NOW, datetime(2020, 11, 1, tzinfo=UTC)):
         assert summary(view(index, now)) == summary(view(fresh, now))
     assert dict(kept) == kept_pages, "a snapshot's pages never change after it is taken"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "PIECE", 2 + seed % 4)
+    rng = random.Random(seed)
+    pool = [item(f"news/2020-{m:02d}-{d:02d}-s{d}.md") for m in (9, 10, 11) for d in range(1, 29)]
+    initial = sorted(rng.sample(pool, rng.randint(0, 20)), key=index_module._key)
+    ordered = index_module._Ordered((index_module._key(i), i) for i in initial)
+    model = list(initial)
+    taken: list[tuple[Run, list[Item]]] = []
+    for _ in range(200):
+        absent = [i for i in pool if i not in model]
+        if model and (not absent or rng.random() < 0.4):
+            gone = rng.choice(model)
+            ordered.remove(gone)
+            model.remove(gone)
+        else:
+            new = rng.choice(absent)
+            ordered.add(new, index_module._key(new))
+            model = sorted([*model, new], key=index_module._key)
+        now = rng.choice([NOW, datetime(2020, rng.randint(9, 11), 15, tzinfo=UTC)])
+        published = [i for i in model if i.published <= now]
+        newest, oldest = ordered.newest_first(now), ordered.oldest_first(now)
+        for run, expected in ((newest, published[::-1]), (oldest, published)):
+            assert list(run) == expected and len(run) == len(expected)
+            assert [run[at] for at in range(-len(expected), len(expected))] == expected * 2
+            start, stop = sorted(rng.sample(range(len(expected) + 2), 2))
+            assert run[start:stop] == tuple(expected[start:stop])
+            assert run == tuple(expected) and (run != tuple(expected[1:]) or not expected)
+            with pytest.raises(IndexError):
+                run[len(expected)]
+        taken.append((newest, published[::-1]))
+    assert all(list(run) == expected for run, expected in taken), "a run never changes"

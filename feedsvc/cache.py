@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -41,13 +43,18 @@ CREATE TABLE IF NOT EXISTS content (
 CREATE TABLE IF NOT EXISTS documents (
     signature TEXT PRIMARY KEY, body BLOB NOT NULL, gzipped BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
+);
 """
-SCHEMA_VERSION = 2  # part of the fingerprint: a new schema replaces the old tables
-TABLES = ("parsed", "content", "documents")
+SCHEMA_VERSION = 3  # part of the fingerprint: a new schema replaces the old tables
+TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
 KEEP_CONTENT = 250_000
 STREAM_CHUNK = 256 * 1024  # bytes per read of a document sent from the cache
+CLAIM_POLL = 0.005  # seconds between looks for a document another process is rendering
+CLAIM_PATIENCE = 600.0  # seconds after which a claim is taken over, its process stuck
 BUSY_TIMEOUT = 10.0  # seconds to wait for another process's write to finish
 
 
@@ -324,6 +331,59 @@ class Cache:
             return None
         return len(blob), _Chunks(db, blob)
 
+    def claim(self, signature: str) -> tuple[bytes, bytes] | None:
+        """Claim a document for this process to render, or wait for the process that has.
+
+        Workers see a change at the same moment and are asked for the same feed at once;
+        without this each would render it. None: the claim is this process's now (or
+        there is no cache): render, `store_document`, then `release`. Otherwise the
+        bytes the claiming process stored. A claim whose process is gone, or older than
+        CLAIM_PATIENCE, or released without bytes (a body changed while rendering) is
+        taken over.
+        """
+        waited = False
+        while (holder := self._claim(signature)) is not None:
+            waited = True
+            time.sleep(CLAIM_POLL)
+            found = self.document(signature)
+            if found is not None:
+                return found
+            log.debug("waiting for process %d to render %s", holder, signature[:12])
+        if waited and (found := self.document(signature)) is not None:
+            self.release(signature)  # stored and released between our two looks
+            return found
+        return None
+
+    def _claim(self, signature: str) -> int | None:
+        """Take the claim (None), or the live process id that holds it."""
+        me, now = os.getpid(), time.time()
+        with self._lock:
+            try:
+                db = self._connection()
+                if db is None:
+                    return None
+                db.execute("BEGIN IMMEDIATE")  # the look and the take, as one
+                try:
+                    row = db.execute(
+                        "SELECT pid, at FROM claims WHERE signature = ?", (signature,)
+                    ).fetchone()
+                    if row is not None and _holds(row[0], row[1], me, now):
+                        return int(row[0])
+                    db.execute(
+                        "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (signature, me, now)
+                    )
+                finally:
+                    db.commit()
+            except sqlite3.Error as error:
+                log.warning("cache claim failed (%s); rendering here", error)
+            return None
+
+    def release(self, signature: str) -> None:
+        """Give up this process's claim on a document (stored or not)."""
+        self._write(
+            "DELETE FROM claims WHERE signature = ? AND pid = ?", [(signature, os.getpid())]
+        )
+
     def has_document(self, signature: str) -> bool:
         return bool(self._run("SELECT 1 FROM documents WHERE signature = ?", (signature,)))
 
@@ -367,6 +427,19 @@ class _Chunks:
             self._open = False
             self._blob.close()
             self._db.close()  # ends the read transaction
+
+
+def _holds(pid: int, at: float, me: int, now: float) -> bool:
+    """Whether a claim made by `pid` at `at` still stands against this process's."""
+    if pid == me or now - at >= CLAIM_PATIENCE:
+        return False
+    try:
+        os.kill(pid, 0)  # is it running? (the cache is on this machine: WAL mode)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _prune_documents(db: sqlite3.Connection) -> None:

@@ -496,7 +496,8 @@ class Store:
     ) -> Any:
         """A document by signature: from memory (one a change did not touch, carried over
         from the previous snapshot), or `finish(body, gzipped, load)` with the bytes from
-        the persistent cache, or with `render()`'s, stored there if `persist`.
+        the persistent cache, or with `render()`'s, stored there if `persist`. A document
+        to persist is claimed first (`Cache.claim`), so that the workers render it once.
 
         A document larger than SPILL_BYTES keeps its bytes in the cache only: `load`
         streams them from there for each 200 (re-rendering if the cache lost them), so a
@@ -506,14 +507,20 @@ class Store:
         if document is not None:
             return document
         found = self.cache.document(signature) if persist else None
+        if found is None and persist:  # another worker may be rendering it right now
+            found = self.cache.claim(signature)
         stored = found is not None
         if found is None:
             stale_before = self._stale_reads
-            found = render()
-            self.render_count += 1
-            if self._stale_reads != stale_before:  # a body was newer than its scanned version
-                return finish(*found, None)
-            stored = persist and self.cache.store_document(signature, *found)
+            try:
+                found = render()
+                self.render_count += 1
+                if self._stale_reads != stale_before:  # a body newer than its scanned version
+                    return finish(*found, None)
+                stored = persist and self.cache.store_document(signature, *found)
+            finally:
+                if persist:
+                    self.cache.release(signature)
         load = None
         if stored and len(found[0]) + len(found[1]) > SPILL_BYTES:
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from feedsvc import cache as cache_module
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
 from feedsvc.itemfile import parse_item
-from feedsvc.model import Content, FeedKey, Item
+from feedsvc.model import Content, FeedKey, Item, Snapshot
 from feedsvc.store import Store
 from tests.conftest import Site
 
@@ -544,3 +548,79 @@ def test_only_first_pages_are_kept_on_disk(site: Site) -> None:
     client = app.test_client()
     assert feedparser.parse(client.get("/feeds/all.atom?page=2").data).entries
     assert store.cache._run("SELECT count(*) FROM documents")[0][0] == before
+
+
+def _claim_setup(site: Site) -> tuple[Store, Snapshot, str, Path]:
+    """A store on a fresh cache, and the signature of its all.atom first page."""
+    from feedsvc import render
+
+    populate(site)
+    store = Store(cached_settings(site), site.clock)
+    snapshot = store.reload()
+    page = render._page(snapshot, FeedKey("all", "atom"), store.settings)
+    assert page is not None
+    return store, snapshot, page.signature, site.root / "cache" / FILE_NAME
+
+
+def test_a_worker_waits_for_the_bytes_of_a_feed_another_worker_is_rendering(
+    site: Site,
+) -> None:
+    from feedsvc import render
+
+    store, snapshot, signature, path = _claim_setup(site)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO claims VALUES (?, ?, ?)", (signature, other.pid, time.time()))
+        got: list[Any] = []
+        key = FeedKey("all", "atom")
+        waiter = threading.Thread(
+            target=lambda: got.append(render.feed_document(snapshot, key, store.settings))
+        )
+        waiter.start()
+        time.sleep(0.2)
+        assert waiter.is_alive() and not got
+        theirs = b"<feed>rendered by the other worker</feed>"
+        with sqlite3.connect(path) as db:  # what the other worker does when it is done
+            db.execute(
+                "INSERT INTO documents VALUES (?, ?, ?)",
+                (signature, theirs, gzip.compress(theirs)),
+            )
+            db.execute("DELETE FROM claims")
+        waiter.join(timeout=10)
+        assert got[0].body == theirs and store.render_count == 0
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("how", ["process-gone", "claim-too-old", "released-unrendered"])
+def test_a_claim_that_cannot_deliver_is_taken_over(site: Site, how: str) -> None:
+    from feedsvc import render
+
+    store, snapshot, signature, path = _claim_setup(site)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        if how == "process-gone":
+            other.kill()
+            other.wait()
+        at = time.time() - (cache_module.CLAIM_PATIENCE + 1 if how == "claim-too-old" else 0)
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO claims VALUES (?, ?, ?)", (signature, other.pid, at))
+        if how == "released-unrendered":  # e.g. a body changed under the other worker
+
+            def release() -> None:
+                time.sleep(0.1)
+                with sqlite3.connect(path) as db:
+                    db.execute("DELETE FROM claims")
+
+            threading.Thread(target=release).start()
+        document = render.feed_document(snapshot, FeedKey("all", "atom"), store.settings)
+        assert document is not None and store.render_count == 1
+        assert feedparser.parse(document.body).entries
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+            assert db.execute("SELECT count(*) FROM documents").fetchone()[0] == 1
+    finally:
+        other.kill()
+        other.wait()

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS claims (
     signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
 );
 """
-SCHEMA_VERSION = 3  # part of the fingerprint: a new schema replaces the old tables
+SCHEMA_VERSION = 4  # part of the fingerprint: a new schema replaces the old tables
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -73,79 +73,88 @@ def fingerprint(settings: Settings) -> str:
 
 
 # -- JSON codec for parse results ----------------------------------------------------------
-
-
-def _source(data: dict[str, Any]) -> Source:
-    return Source(**{**data, "markup": sys.intern(data["markup"])})
+#
+# A row is a JSON array, by position: a first load decodes one per file, and arrays
+# decode in half the time of objects (~15 µs against ~33 µs) and take a third less room.
+#
+#   row     = [item or null, [problem, ...], intro or null]
+#   item    = [category, slug, file_date, title, published, updated (null: = published),
+#              author, [tag, ...], summary, link, id, image, draft, source]
+#   source  = [path, size, mtime_ns, digest, markup]
+#   problem = [path, line, severity, message]
+#   intro   = [week, title, source]
 
 
 def encode(parsed: ParsedFile, intro: Intro | None) -> str:
-    def item(value: Item) -> dict[str, Any]:
-        return {
-            "category": value.category,
-            "slug": value.slug,
-            "file_date": value.file_date.isoformat(),
-            "title": value.title,
-            "published": value.published.isoformat(),
-            "updated": value.updated.isoformat(),
-            "author": value.author,
-            "tags": list(value.tags),
-            "summary": value.summary,
-            "link": value.link,
-            "id": value.id,
-            "image": value.image,
-            "draft": value.draft,
-            "source": _fields(value.source),
-        }
-
+    item = parsed.item
     return json.dumps(
-        {
-            "item": item(parsed.item) if parsed.item else None,
-            "problems": [_fields(p) for p in parsed.problems],
-            "intro": {
-                "week": intro.week,
-                "title": intro.title,
-                "source": _fields(intro.source),
-            }
-            if intro
+        [
+            [
+                item.category,
+                item.slug,
+                item.file_date.isoformat(),
+                item.title,
+                item.published.isoformat(),
+                None if item.updated == item.published else item.updated.isoformat(),
+                item.author,
+                item.tags,
+                item.summary,
+                item.link,
+                item.id,
+                item.image,
+                item.draft,
+                _source_row(item.source),
+            ]
+            if item is not None
             else None,
-        },
+            [[p.path, p.line, p.severity, p.message] for p in parsed.problems],
+            [intro.week, intro.title, _source_row(intro.source)] if intro is not None else None,
+        ],
         ensure_ascii=False,
     )
 
 
-def _fields(value: Source | Problem) -> dict[str, Any]:
-    return {name: getattr(value, name) for name in value.__slots__}
+def _source_row(source: Source) -> list[Any]:
+    return [source.path, source.size, source.mtime_ns, source.digest, source.markup]
 
 
 def decode(text: str, zone: ZoneInfo) -> tuple[ParsedFile, Intro | None]:
     """The inverse of `encode`; datetimes come back in the site's zone, as parsed."""
-    data = json.loads(text)
+    item_row, problem_rows, intro_row = json.loads(text)
     item = None
-    if data["item"] is not None:
-        raw = data["item"]
-        published = datetime.fromisoformat(raw["published"]).astimezone(zone)
+    if item_row is not None:
+        (category, slug, file_date, title, published, updated, author, tags) = item_row[:8]
+        (summary, link, id, image, draft, source) = item_row[8:]
+        when = datetime.fromisoformat(published).astimezone(zone)
         item = Item(
-            **{
-                **raw,
-                "category": sys.intern(raw["category"]),
-                "author": sys.intern(raw["author"]),
-                "file_date": date.fromisoformat(raw["file_date"]),
-                "published": published,
-                # One object when the two are equal, as parsing gives: 48 bytes an item.
-                "updated": published
-                if raw["updated"] == raw["published"]
-                else datetime.fromisoformat(raw["updated"]).astimezone(zone),
-                "tags": tuple(map(sys.intern, raw["tags"])),  # a few words, used by many
-                "source": _source(raw["source"]),
-            }
+            sys.intern(category),
+            slug,
+            date.fromisoformat(file_date),
+            title,
+            when,
+            # One object when the two are equal, as parsing gives: 48 bytes an item.
+            when if updated is None else datetime.fromisoformat(updated).astimezone(zone),
+            sys.intern(author),
+            tuple(map(sys.intern, tags)),  # a few words, used by many items
+            summary,
+            link,
+            id,
+            image,
+            draft,
+            _source(source),
         )
-    problems = tuple(Problem(**p) for p in data["problems"])
+    problems = tuple(Problem(*row) for row in problem_rows)
     intro = None
-    if data["intro"] is not None:
-        raw = data["intro"]
-        intro = Intro(raw["week"], raw["title"], _source(raw["source"]))
+    if intro_row is not None:
+        intro = Intro(intro_row[0], intro_row[1], _source(intro_row[2]))
     return ParsedFile(item, problems), intro
+
+
+def _source(row: list[Any]) -> Source:
+    path, size, mtime_ns, digest, markup = row
+    if markup not in ("markdown", "html"):
+        raise ValueError(f"unknown markup {markup!r}")
+    return Source(path, size, mtime_ns, digest, sys.intern(markup))  # type: ignore[arg-type]
 
 
 class Cache:
@@ -267,7 +276,7 @@ class Cache:
             return None
         try:
             return decode(text, self.zone)
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, IndexError, TypeError) as error:
             log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
             return None
 

@@ -21,8 +21,8 @@ from werkzeug.test import EnvironBuilder
 from feedsvc import cache as cache_module
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
-from feedsvc.itemfile import parse_item
-from feedsvc.model import Content, FeedKey, Item, Snapshot
+from feedsvc.itemfile import parse_intro, parse_item
+from feedsvc.model import Content, FeedKey, Item, ParsedFile, Snapshot
 from feedsvc.store import Store
 from tests.conftest import Site
 
@@ -189,7 +189,16 @@ def test_a_change_of_settings_that_parsing_reads_drops_the_cache(site: Site) -> 
     assert snapshot.items[0].id.startswith("tag:moved.example.org,")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-schema", "bad-row"])
+BAD_ROWS = {
+    "bad-row-object": '{"item": 5}',
+    "bad-row-item-not-a-list": "[5, [], null]",
+    "bad-row-short-item": '[["news", "a"], [], null]',
+    "bad-row-short-intro": '[null, [], ["2020-W40", "t"]]',
+    "bad-row-problem": '[null, [["p", 1]], null]',
+}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-schema", *BAD_ROWS])
 def test_a_corrupt_cache_is_rebuilt_never_trusted(site: Site, damage: str) -> None:
     populate(site, 3)
     first = Store(cached_settings(site), site.clock)
@@ -208,7 +217,7 @@ def test_a_corrupt_cache_is_rebuilt_never_trusted(site: Site, damage: str) -> No
             db.execute("CREATE TABLE parsed (nonsense TEXT)")
     else:
         with sqlite3.connect(path) as db:
-            db.execute("UPDATE parsed SET data = '{\"item\": 5}'")
+            db.execute("UPDATE parsed SET data = ?", (BAD_ROWS[damage],))
     store = Store(cached_settings(site), site.clock)
     store.reload()
     assert feed_bytes(store) == expected
@@ -228,6 +237,18 @@ def test_an_unwritable_cache_folder_is_not_fatal(site: Site) -> None:
     blocker.write_text("x")
     store = Store(site.settings(cache_dir=blocker / "cache"), site.clock)
     assert len(store.reload().items) == 1
+
+
+def test_the_codec_round_trips_an_intro_and_an_html_item(site: Site) -> None:
+    settings = site.settings()
+    text = b"---\ntitle: Subject {week}\nbogus: 1\n---\nHello."
+    intro, problems = parse_intro("_weekly/2020-W40.md", text, 5)
+    assert intro is not None and intro.title and problems  # the unknown key: a warning
+    parsed = ParsedFile(None, tuple(problems))
+    assert decode(encode(parsed, intro), settings.zone) == (parsed, intro)
+    html = parse_item("news/2020-10-25-h.html", b"---\ntitle: H\ndraft: true\n---\n<p>B", settings)
+    assert html.item is not None and html.item.source.markup == "html" and html.item.draft
+    assert decode(encode(html, None), settings.zone) == (html, None)
 
 
 def test_the_codec_round_trips_every_field(site: Site) -> None:

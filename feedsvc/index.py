@@ -318,9 +318,10 @@ class Index:
         categories: dict[str, list[tuple[Key, Item]]] = {}
         weeks: dict[str, list[tuple[Key, Item]]] = {}
         self._pages = {}
-        for key, item in everything:
-            categories.setdefault(item.category, []).append((key, item))
-            weeks.setdefault(weekly.item_week(item, self.settings), []).append((key, item))
+        for pair in everything:  # one (key, item) tuple shared by the three orders
+            item = pair[1]
+            categories.setdefault(item.category, []).append(pair)
+            weeks.setdefault(weekly.item_week(item, self.settings), []).append(pair)
             self._pages[(item.category, item.page_name)] = item
         self._all = _Ordered(everything)
         self._categories = {name: _Ordered(pairs) for name, pairs in categories.items()}

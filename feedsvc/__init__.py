@@ -32,7 +32,7 @@ def create_app(
     from flask import Flask
 
     from feedsvc import render, web
-    from feedsvc.store import Store, release_free_memory, system_clock
+    from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
@@ -43,7 +43,6 @@ def create_app(
     started = time.perf_counter()
     render.warm(snapshot, settings)  # so that no request waits for a first render
     log.info("first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3)
-    release_free_memory()  # before gunicorn --preload forks the workers
     app = Flask(__name__, static_folder=None)
     web.register(app, store)
     if watch:

@@ -8,7 +8,6 @@ half of a reload. The clock is a parameter, so scheduled items are testable.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import gc
 import logging
@@ -97,20 +96,6 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def release_free_memory() -> None:
-    """Give the heap's free pages back to the system, where the C library can (glibc's
-    `malloc_trim`; elsewhere nothing happens).
-
-    A first load frees about a quarter of what it allocated (cache rows, scan records,
-    the pages' bodies), scattered between objects that stay, so the C heap keeps those
-    pages resident: at 100,000 items 450 MB where 350 MB are in use. A preloading master
-    forks its workers right after, and each would start with the whole of it.
-    """
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
 
 
 class _Entry(NamedTuple):

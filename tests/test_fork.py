@@ -52,10 +52,10 @@ def test_a_forked_child_watches_and_the_parent_stops(site: Site) -> None:
 
 def test_memory_a_load_freed_goes_back_to_the_system_before_workers_fork() -> None:
     """A preloading master's resident pages are every worker's starting RSS. Pages freed
-    between objects that stay are resident until the C heap is trimmed; measured in a
-    fresh process, whose heap is its own."""
+    between objects that stay are resident until the C heap is trimmed, which the hook
+    that runs before a fork does; measured in a fresh process, whose heap is its own."""
     code = """
-from feedsvc.store import release_free_memory
+from feedsvc.watch import _give_back_free_memory
 
 def anon_mb():
     with open("/proc/self/status") as status:
@@ -66,7 +66,7 @@ rows = [bytes(2048) + str(n).encode() for n in range(100_000)]  # ~200 MB of C-h
 kept = rows[::64]
 del rows
 before = anon_mb()
-release_free_memory()
+_give_back_free_memory()
 print(before, anon_mb())
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,11 +1,13 @@
 """A persistent cache (SQLite) that makes a restart cheap: parsed front matter per file
-version, and rendered bodies per content digest.
+version, rendered bodies per content digest, and the feeds' rendered first pages.
 
 Entries are keyed by what decides them: a parsed file by path, size and mtime; a body by
-the file's content digest and its page. The whole cache is dropped when its fingerprint
-changes (feedsvc's version, the sanitiser's rules, or a setting that parsing or
-rendering reads). A cache that cannot be opened or read is rebuilt, never trusted; all
-values are JSON, never pickles, so a tampered cache file cannot run code.
+the file's content digest and its page; a feed page by its signature. A page being
+rendered is claimed in the `claims` table, so that the workers render it once. The
+whole cache is dropped when its fingerprint changes (feedsvc's version, the sanitiser's
+rules, or a setting that parsing or rendering reads). A cache that cannot be opened or
+read is rebuilt, never trusted; all values are JSON or bytes, never pickles, so a
+tampered cache file cannot run code.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ import gzip
 import hashlib
 import importlib.metadata
 import json
+import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from lxml import etree
 from feedsvc import __version__, itemfile, sanitize, weekly
 from feedsvc.config import Settings
 from feedsvc.model import FeedKey, Format, Item, Snapshot, Stream, Week
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
@@ -162,9 +166,13 @@ class FeedView:
         return max((e.updated for e in self.entries), default=EMPTY_FEED_UPDATED)
 
 
-def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:
+def feed_path(name: str, format: str, page: int = 1) -> str:
     query = f"?page={page}" if page > 1 else ""
-    return f"{settings.base_url}/feeds/{name}.{format}{query}"
+    return f"/feeds/{name}.{format}{query}"
+
+
+def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:
+    return settings.base_url + feed_path(name, format, page)
 
 
 def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
@@ -491,10 +499,20 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             return None
 
         def render() -> tuple[bytes, bytes]:
+            started, cpu_started = time.perf_counter(), time.thread_time()
             view = feed_view(snapshot, key.name, settings, key.page)
             assert view is not None  # _page made the same checks
             body = RENDERERS[key.format](view, settings)  # type: ignore[index]
-            return body, compress(body)
+            gzipped = compress(body)
+            # First pages render at start-up and after a change; a static export renders
+            # thousands of later pages, which would drown the log.
+            log.log(
+                logging.INFO if key.page == 1 else logging.DEBUG,
+                "rendered %s: %d bytes; %.0f ms (%.1f ms CPU)",
+                feed_path(key.name, key.format, key.page), len(body),
+                (time.perf_counter() - started) * 1000, (time.thread_time() - cpu_started) * 1000,
+            )  # fmt: skip
+            return body, gzipped
 
         def finish(body: bytes, gzipped: bytes, load: Callable[[bool], Stream] | None) -> Document:
             return make_document(body, key.format, last_modified, gzipped, load)

@@ -23,7 +23,7 @@ def urls(snapshot: Snapshot, store: Store) -> Iterator[str]:
     for name, _label in render.feed_names(snapshot):
         for page in range(1, render.page_count(snapshot, name, store.settings) + 1):
             for format in FORMATS:
-                yield f"/feeds/{name}.{format}" + (f"?page={page}" if page > 1 else "")
+                yield render.feed_path(name, format, page)
     for category in snapshot.categories:
         yield f"/categories/{category.slug}"
     for folder, name in snapshot.pages:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -427,6 +429,31 @@ def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> 
     # all, tech and weekly (both formats) hold the edited item; news does not.
     assert store.render_count == 8 + 6
     assert b"B, edited" in feed_bytes(store, "tech")
+
+
+def test_the_log_says_what_each_reload_and_render_cost(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Operators (and the benchmark) read the work a change caused from these lines."""
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock)
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    store.reload()
+    body = feed_bytes(store, "news", "rss")
+    feed_bytes(store, "news", "rss")  # memoised: no second line
+    reloads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reload:")]
+    renders = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rendered")]
+    assert len(reloads) == 1
+    assert re.fullmatch(
+        r"reload: 1 files changed, 0 removed; 1 items published; 0 problems; "
+        r"\d+ ms \(\d+\.\d ms CPU\)",
+        reloads[0],
+    )
+    assert len(renders) == 1
+    assert re.fullmatch(
+        rf"rendered /feeds/news\.rss: {len(body)} bytes; \d+ ms \(\d+\.\d ms CPU\)",
+        renders[0],
+    )
 
 
 def test_a_roundup_is_assembled_once_for_every_format(site: Site) -> None:

@@ -172,6 +172,17 @@ def _body(rng: random.Random, category: str, slug: str, n: int) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def calibration_bodies(count: int = 40) -> list[tuple[str, str]]:
+    """Fixed bodies (Markdown, page URL) of corpus shape, the same in every run and
+    version of the corpus seed: the benchmark's yardstick of the machine's speed."""
+    rng = random.Random("feedsvc-bench-calibration")
+    bodies = []
+    for n in range(count):
+        category, slug = CATEGORIES[n % len(CATEGORIES)], f"calibration-{n}"
+        bodies.append((_body(rng, category, slug, n), f"https://bench.example/items/{slug}"))
+    return bodies
+
+
 def _front_matter(rng: random.Random, title: str, when: datetime) -> str:
     """YAML front matter; strings are written as JSON, which YAML reads as quoted scalars."""
     lines = [f"title: {json.dumps(title)}", f"date: {when:%Y-%m-%d %H:%M}"]

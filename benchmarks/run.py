@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -482,11 +482,10 @@ class NewFile:
     served_all: float  # s from writing the file until every worker was seen serving it
     streak: float  # s until NEW_FILE_STREAK responses in a row had it first
     requests: int
-    cpu_ms: float  # both workers, minus the baseline
-    cpu_ms_per_worker: list[float]
+    logged: Logged  # the reloads and renders the workers logged, with their CPU
+    process_cpu_ms: float  # both workers' whole-process CPU, minus the polling baseline
     baseline_ms: float
     window: float
-    logged_reload_ms: list[float]
     other_cores: float
 
 
@@ -549,13 +548,40 @@ class SizeResult:
         return max(values) if values else None
 
 
-RELOAD_LINE = re.compile(r"^\[(\d+)\] INFO reload: .* ([\d.]+) ms$", re.MULTILINE)
+# The workers log each reload and each first-page render with its thread's CPU time.
+RELOAD_LINE = re.compile(
+    r"^\[(\d+)\] INFO reload: .*; ([\d.]+) ms \(([\d.]+) ms CPU\)$", re.MULTILINE
+)
+RENDER_LINE = re.compile(
+    r"^\[(\d+)\] INFO rendered (\S+): \d+ bytes; [\d.]+ ms \(([\d.]+) ms CPU\)$", re.MULTILINE
+)
 
 
-def logged_reloads(server: Server, since: int = 0) -> list[float]:
-    """Durations of the reloads the workers logged, from byte `since` of the log on."""
+@dataclass
+class Logged:
+    """What the workers logged from some byte of the server's log on."""
+
+    reload_ms: list[float]  # wall time of each reload
+    cpu_ms: dict[int, float]  # per worker: CPU of its reloads and renders
+    renders: list[str]  # the documents rendered
+
+    @property
+    def total_cpu_ms(self) -> float:
+        return sum(self.cpu_ms.values())
+
+
+def logged(server: Server, since: int = 0) -> Logged:
     text = server.log.read_bytes()[since:].decode(errors="replace")
-    return [float(ms) for _pid, ms in RELOAD_LINE.findall(text)]
+    cpu: dict[int, float] = defaultdict(float)
+    reload_ms = []
+    for pid, ms, cpu_ms in RELOAD_LINE.findall(text):
+        reload_ms.append(float(ms))
+        cpu[int(pid)] += float(cpu_ms)
+    renders = []
+    for pid, path, cpu_ms in RENDER_LINE.findall(text):
+        renders.append(path)
+        cpu[int(pid)] += float(cpu_ms)
+    return Logged(reload_ms, dict(cpu), renders)
 
 
 def ensure_corpus(bench: Bench, n: int) -> float | None:
@@ -589,7 +615,7 @@ def measure_startup(bench: Bench, name: str, n: int) -> tuple[Server, Startup]:
         server.stop()
         raise
     booted = server.booted_workers()
-    reloads = logged_reloads(server)
+    reloads = logged(server).reload_ms
     startup = Startup(loaded, ready, requests, booted, sizes, reloads, other)
     return server, startup
 
@@ -663,19 +689,18 @@ def measure_new_file(bench: Bench, server: Server, n: int, number: int) -> NewFi
     time.sleep(SETTLE_AFTER)
     used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
     window = time.perf_counter() - started
+    work = logged(server, log_from)
     other = meter.other_cores(server.pids())
     baselines = [baseline_cpu(server, requests, window) for _ in range(2)]
     baseline = min(baselines, key=lambda seconds: sum(seconds.values()))
-    per_worker = [(used[pid] - baseline[pid]) * 1000 for pid in workers]
     return NewFile(
         served_all=served_all,
         streak=streak,
         requests=requests,
-        cpu_ms=sum(per_worker),
-        cpu_ms_per_worker=per_worker,
+        logged=work,
+        process_cpu_ms=sum(used[pid] - baseline[pid] for pid in workers) * 1000,
         baseline_ms=sum(baseline.values()) * 1000,
         window=window,
-        logged_reload_ms=logged_reloads(server, log_from),
         other_cores=other,
     )
 
@@ -852,7 +877,8 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
                         result.new_files.append(new)
                         log(
                             f"new file {number}: every worker {new.served_all:.2f} s, "
-                            f"CPU {new.cpu_ms:.0f} ms"
+                            f"CPU {new.logged.total_cpu_ms:.1f} ms as logged, "
+                            f"{new.process_cpu_ms:.0f} ms by process clocks"
                         )
                 result.rss_mb["warm"] = server.peak_rss_mb()
             finally:
@@ -876,6 +902,26 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
 Row = list[str]
 SIZE_URLS = ("/feeds/all.atom", "/feeds/weekly.atom")  # their sizes go in the Corpus table
 Check = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
+
+
+def calibrate(rounds: int = 5) -> float:
+    """The machine's speed at the work that dominates a cold start: ms of CPU per fixed
+    corpus body through Markdown and bleach (median of `rounds` passes over 40 bodies).
+
+    The same code has measured up to twice as fast on one day as on another on the same
+    kind of machine; this figure, taken at the start of a run and after each size, says
+    how fast the machine was, so that reports from different days can be compared.
+    """
+    from feedsvc import itemfile
+
+    bodies = corpus.calibration_bodies()
+    passes = []
+    for _ in range(rounds + 1):  # the first pass builds the sanitiser and warms caches
+        started = time.thread_time()
+        for body, base in bodies:
+            itemfile.render_markup(body, "markdown", base)
+        passes.append((time.thread_time() - started) * 1000 / len(bodies))
+    return statistics.median(passes[1:])
 
 
 def machine() -> str:
@@ -946,7 +992,7 @@ def target_checks(results: Mapping[int, SizeResult]) -> list[Check]:
     growth = cold_100k / cold_10k if cold_10k and cold_100k else None
     new_files = large.new_files if large else []
     served = statistics.median([f.served_all for f in new_files]) if new_files else None
-    cpu = statistics.median([f.cpu_ms for f in new_files]) if new_files else None
+    cpu = statistics.median([f.logged.total_cpu_ms for f in new_files]) if new_files else None
     checks = [
         check("cold start, 10k items ≤ 4 s", cold_10k, 4, "{:.2f} s"),
         check("warm restart, 10k items ≤ 1 s", warm_10k, 1, "{:.2f} s"),
@@ -992,18 +1038,21 @@ def startup_row(n: int, startup: Startup | None) -> Row:
 def new_file_row(r: SizeResult) -> Row:
     files = r.new_files
 
-    def each(values: Callable[[NewFile], Sequence[float]]) -> str:
-        return "; ".join(", ".join(f"{v:.0f}" for v in values(f)) for f in files) or "–"
+    def each(values: Callable[[NewFile], Sequence[float]], digits: int = 0) -> str:
+        return "; ".join(", ".join(f"{v:.{digits}f}" for v in values(f)) for f in files) or "–"
 
+    renders = Counter(path for f in files for path in f.logged.renders)
     return [
         f"{r.n:,}",
         f"**{spread([f.served_all for f in files], 's')}**",
         spread([f.streak for f in files], "s"),
-        f"**{spread([f.cpu_ms for f in files], 'ms', 0)}**",
-        each(lambda f: f.cpu_ms_per_worker),
+        f"**{spread([f.logged.total_cpu_ms for f in files], 'ms', 1)}**",
+        each(lambda f: list(f.logged.cpu_ms.values()), 1),
+        ", ".join(f"{path} ×{count}" for path, count in sorted(renders.items())) or "–",
+        spread([f.process_cpu_ms for f in files], "ms", 0),
         spread([f.baseline_ms for f in files], "ms", 0),
         each(lambda f: [f.requests]),
-        each(lambda f: f.logged_reload_ms),
+        each(lambda f: f.logged.reload_ms),
         spread([f.other_cores for f in files], "", 2),
     ]
 
@@ -1071,6 +1120,7 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         f"- **Command**: `{context['command']}`",
         f"- **Code**: {context['code']}",
         f"- **Machine**: {machine()}",
+        f"- **Machine speed**: {context['calibration']}",
         f"- **Software**: {versions()}",
         "",
         "## Targets",
@@ -1090,8 +1140,9 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         "## New file dropped into items/ (median, range)",
         "",
         *table(["items", "served by every worker", f"{NEW_FILE_STREAK} in a row",
-                "reload CPU, both workers", "per worker (ms)", "baseline CPU", "polls",
-                "reloads as logged (ms)", "other load (cores)"],
+                "reload and render CPU, both workers (logged)", "per worker (ms)",
+                "renders (in all runs)", "whole-process CPU minus baseline",
+                "baseline CPU", "polls", "reloads as logged (ms)", "other load (cores)"],
                [new_file_row(r) for r in results]),
         "## Serving /feeds/all.atom: feedsvc and the Flask floor (wrk)",
         "",
@@ -1276,6 +1327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.work.mkdir(parents=True, exist_ok=True)
     started, code = datetime.now(UTC), code_version()
+    speed_at_start = calibrate()
     arguments = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "-m", "benchmarks.run", *arguments])
     context = {"date": f"{started:%Y-%m-%d %H:%M} UTC", "command": command}
@@ -1290,6 +1342,10 @@ def main(argv: list[str] | None = None) -> int:
             minutes = (datetime.now(UTC) - started).total_seconds() / 60
             now = code_version()
             context["elapsed"] = f"{minutes:.1f} min"
+            context["calibration"] = (
+                f"{speed_at_start:.2f} ms at the start, {calibrate():.2f} ms after the last size "
+                "(CPU per fixed body through Markdown and bleach: `benchmarks.run.calibrate`)"
+            )
             context["code"] = code if now == code else f"{code} at the start; {now} at the end"
             write_report(args.out, render_report(results, context))
     finally:

@@ -27,7 +27,9 @@ def create_app(
 
     `settings` defaults to `feedsvc.toml` plus `FEEDSVC_*`; `clock` to the system clock.
     With `watch`, a thread in this process reloads the items when files change, so each
-    gunicorn worker (each builds its own app) stays live without a restart.
+    gunicorn worker (each builds its own app) stays live without a restart, and a feed a
+    change made out of date is rendered again by another thread while requests get the
+    previous bytes, so no request waits for a render.
     """
     from flask import Flask
 
@@ -38,7 +40,7 @@ def create_app(
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
         logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
     settings = settings or load_settings()
-    store = Store(settings, clock or system_clock)
+    store = Store(settings, clock or system_clock, refresh_off_requests=watch)
     snapshot = store.reload()
     started = time.perf_counter()
     render.warm(snapshot, settings)  # so that no request waits for a first render

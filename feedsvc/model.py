@@ -184,6 +184,11 @@ class Memo:
             raise KeyError(key)
         return value
 
+    def items(self) -> list[tuple[Any, Any]]:
+        """What it holds now, oldest use first (a copy)."""
+        with self._lock:
+            return list(self._values.items())
+
     def discard(self, key: Any) -> None:
         with self._lock:
             if key in self._values:
@@ -206,7 +211,8 @@ class Snapshot:
 
     `memo` caches documents rendered from this snapshot (bytes, gzip, ETag); it only ever
     gains entries whose values follow from the snapshot, so sharing it is safe. `renders`
-    counts the renders behind it, per document, for /healthz and the tests.
+    counts the renders behind it, per document, for /healthz and the tests. `stale`
+    holds what was served before it, for the moments until its own documents are ready.
     """
 
     now: datetime
@@ -230,6 +236,12 @@ class Snapshot:
     bodies: Callable[[Iterable[Item]], AbstractContextManager[None]] = lambda _: nullcontext()
     memo: Memo = field(default_factory=Memo)
     renders: Counter[Any] = field(default_factory=Counter)
+    #: The previous snapshot's feed documents, by key: with `refresh`, a request this
+    #: snapshot has no document for yet is answered from here while `refresh(snapshot,
+    #: key, job)` has `job` render it off the request path, so no request waits for a
+    #: render after a change. The runner drops a key whose job failed.
+    stale: dict[Any, Any] = field(default_factory=dict)
+    refresh: Callable[[Snapshot, Any, Callable[[], object]], None] | None = None
 
     def category(self, slug: str) -> Category | None:
         for category in self.categories:

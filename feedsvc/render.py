@@ -120,11 +120,22 @@ def make_document(
 def memoised(
     snapshot: Snapshot, key: Any, build: Callable[[], Document | None]
 ) -> Document | None:
-    """The document for `key`, built at most once per snapshot (None: no such document)."""
+    """The document for `key`, built at most once per snapshot (None: no such document).
+
+    After a change, the document served for `key` before it is answered (`stale`) while
+    the new one is built off the request path (`refresh`), where the snapshot allows.
+    """
     missing = object()
     found = snapshot.memo.get(key, missing)
     if found is not missing:
         return found  # type: ignore[no-any-return]
+    if snapshot.refresh is not None and (previous := snapshot.stale.get(key)) is not None:
+        snapshot.refresh(snapshot, key, lambda: _fill(snapshot, key, build))
+        return previous  # type: ignore[no-any-return]
+    return _fill(snapshot, key, build)
+
+
+def _fill(snapshot: Snapshot, key: Any, build: Callable[[], Document | None]) -> Document | None:
     snapshot.renders[key] += 1
     document = build()
     snapshot.memo.put(key, document)

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from feedsvc.index import Index
 from feedsvc.model import (
     RESERVED_NAMES,
     Content,
+    FeedKey,
     Intro,
     Item,
     Memo,
@@ -121,7 +122,16 @@ class _Look:
 class Store:
     """Holds the current snapshot of one items folder and rebuilds it on demand."""
 
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = system_clock,
+        *,
+        refresh_off_requests: bool = False,
+    ) -> None:
+        """With `refresh_off_requests` (a server's store), a document a change made out of
+        date is rendered again by a thread of the store, and requests get the previous
+        one until it is ready; otherwise the first request for it renders it."""
         self.settings = settings
         self.root = settings.items_dir
         self.clock = clock
@@ -143,17 +153,23 @@ class Store:
         self._stale_reads = 0  # bodies read from a file newer than its scanned version
         self._documents = Memo(max_bytes=64 * 1024 * 1024)  # rendered feeds by signature
         self.render_count = 0  # feed pages actually rendered (not found by signature)
+        self._refresher = _Refresher(self) if refresh_off_requests else None
 
     # -- forking (a preloading server loads once, then forks its workers) ----------------
 
     def before_fork(self) -> None:
-        """No reload may be half done in the copy, and no SQLite connection may cross."""
+        """No reload or render may be half done in the copy, and no SQLite connection may
+        cross."""
         self._reload_lock.acquire()
+        if self._refresher is not None:
+            self._refresher.busy.acquire()
         self.cache.close()
 
     def after_fork(self, child: bool) -> None:
         if child:  # a lock another thread of the parent held would stay held here
             self._content_lock = threading.Lock()
+        if self._refresher is not None:
+            self._refresher.after_fork(child)
         self._reload_lock.release()
 
     # -- reading -------------------------------------------------------------------------
@@ -417,7 +433,26 @@ class Store:
             bodies=self.bodies,
             intro_of=self.intro_of,
             pages=view.pages,
+            stale=self._carried_over(),
+            refresh=self._refresher.ask if self._refresher is not None else None,
         )
+
+    def _carried_over(self) -> dict[Any, Any]:
+        """The current snapshot's feed documents (and those it still carries), for the next
+        one to answer with until its own are rendered."""
+        current = self._snapshot
+        if self._refresher is None or current is None:
+            return {}
+        stale = dict(current.stale)
+        for key, document in current.memo.items():
+            if isinstance(key, FeedKey) and document is not None:
+                stale[key] = document
+        return stale
+
+    def wait_for_refresh(self) -> None:
+        """Until the documents requests asked for so far are rendered (for tests)."""
+        if self._refresher is not None:
+            self._refresher.wait()
 
     # -- lazy bodies ---------------------------------------------------------------------
 
@@ -545,6 +580,74 @@ class Store:
             self._stale_reads += 1
             return data, False
         return data, True
+
+
+class _Refresher:
+    """A store's thread that renders the documents requests found out of date, one at a
+    time, newest snapshot only; a request is answered from `Snapshot.stale` meanwhile.
+    The thread lives while there is work: an idle store holds no thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._reset()
+
+    def _reset(self) -> None:
+        self.jobs: deque[tuple[Snapshot, Any, Callable[[], object]]] = deque()
+        self.asked: dict[Any, Snapshot] = {}  # key -> the snapshot it is rendered for
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)  # notified when the thread ends
+        self.busy = threading.Lock()  # held while a job runs (and across a fork)
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def after_fork(self, child: bool) -> None:
+        if child:  # the parent's thread stays behind: requests here ask again
+            self._reset()
+        else:
+            self.busy.release()
+
+    def ask(self, snapshot: Snapshot, key: Any, job: Callable[[], object]) -> None:
+        if self.pid != os.getpid():  # forked without the hooks: the thread stayed behind
+            self._reset()
+        with self.lock:
+            if self.asked.get(key) is snapshot:
+                return  # already on its way
+            self.asked[key] = snapshot
+            self.jobs.append((snapshot, key, job))
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="feedsvc-render", daemon=True
+                )
+                self.thread.start()
+
+    def wait(self) -> None:
+        with self.lock:
+            thread = self.thread
+            while self.thread is not None:
+                self.idle.wait()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self.jobs:
+                    self.thread = None
+                    self.idle.notify_all()
+                    return
+                snapshot, key, job = self.jobs.popleft()
+            try:
+                with self.busy:
+                    # A newer snapshot's requests ask for their own document.
+                    if snapshot is self.store._snapshot:
+                        job()
+            except Exception:  # a failed render must not stop the others
+                log.exception("rendering %s failed; requests render it themselves", key)
+                snapshot.stale.pop(key, None)
+            finally:
+                with self.lock:
+                    if self.asked.get(key) is snapshot:
+                        del self.asked[key]
 
 
 def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:

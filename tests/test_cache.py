@@ -431,6 +431,88 @@ def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> 
     assert b"B, edited" in feed_bytes(store, "tech")
 
 
+def renders_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that render Atom feeds from now on."""
+    from feedsvc import render
+
+    threads: list[str] = []
+    original = render.RENDERERS["atom"]
+
+    def recorded(view: Any, settings: Settings) -> bytes:
+        threads.append(threading.current_thread().name)
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", recorded)
+    return threads
+
+
+def entry_titles(body: bytes) -> list[str]:
+    return [entry.title for entry in feedparser.parse(body).entries]
+
+
+def test_after_a_change_requests_get_the_previous_feed_while_a_thread_renders_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    site.write_item("tech", "2020-09-02-b.md", {"title": "B"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    news_before, tech_before = feed_bytes(store, "news"), feed_bytes(store, "tech")
+    threads = renders_in_threads(monkeypatch)
+    site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
+    store.reload()
+    renders = store.render_count
+    # At once: the previous bytes, and no render in the request's thread.
+    assert feed_bytes(store, "news") == news_before
+    assert feed_bytes(store, "tech") == tech_before
+    store.wait_for_refresh()
+    assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
+    assert feed_bytes(store, "tech") == tech_before
+    # news was rendered again, off the request path; tech, untouched, was not.
+    assert threads == ["feedsvc-render"]
+    assert store.render_count == renders + 1
+    # With nothing left to render, the store holds no thread.
+    assert "feedsvc-render" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from feedsvc import render
+
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    feed_bytes(store, "news")
+    original = render.RENDERERS["atom"]
+
+    def fails_once(view: Any, settings: Settings) -> bytes:
+        monkeypatch.setitem(render.RENDERERS, "atom", original)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(render.RENDERERS, "atom", fails_once)
+    site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
+    store.reload()
+    assert entry_titles(feed_bytes(store, "news")) == ["A"]
+    store.wait_for_refresh()
+    assert "rendering FeedKey(name='news', format='atom', page=1) failed" in caplog.text
+    assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
+
+
+def test_without_refresh_off_requests_a_change_is_rendered_by_the_first_request(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock)  # a static export or a test: no thread
+    store.reload()
+    feed_bytes(store, "news")
+    threads = renders_in_threads(monkeypatch)
+    site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
+    store.reload()
+    assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
+    assert threads == [threading.current_thread().name]
+
+
 def test_the_log_says_what_each_reload_and_render_cost(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:

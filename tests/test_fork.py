@@ -8,6 +8,11 @@ import sys
 import threading
 import time
 
+import feedparser
+import pytest
+
+from feedsvc import render
+from feedsvc.model import FeedKey
 from feedsvc.store import Store
 from feedsvc.watch import Watcher
 from tests.conftest import Site
@@ -73,3 +78,46 @@ print(before, anon_mb())
     assert result.returncode == 0, result.stderr
     before, after = map(int, result.stdout.split())
     assert before - after > 150, f"{before} MB resident before, {after} MB after"
+
+
+@pytest.mark.parametrize("hooks", [True, False], ids=["with the fork hooks", "without them"])
+def test_a_forked_child_renders_out_of_date_feeds_in_a_thread_of_its_own(
+    site: Site, hooks: bool
+) -> None:
+    """A server's store forks with its watcher's hooks; a bare fork must not hang either."""
+
+    def titles(store: Store) -> list[str]:
+        document = render.feed_document(store.snapshot(), FeedKey("news", "atom"), store.settings)
+        assert document is not None
+        return [entry.title for entry in feedparser.parse(document.body).entries]
+
+    site.write_item("news", "2020-09-29-a.md", {"title": "One"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    titles(store)
+    site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
+    store.reload()
+    titles(store)
+    store.wait_for_refresh()  # the parent's render thread has run
+    assert titles(store) == ["Two"]
+    watcher = Watcher(store).start() if hooks else None
+    site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        verdict = b"no"
+        try:
+            store.reload()
+            first = titles(store)  # the previous bytes, at once
+            store.wait_for_refresh()  # a thread that did not survive the fork would hang
+            if first == ["Two"] and titles(store) == ["Three"]:
+                verdict = b"ok"
+        finally:
+            os.write(write, verdict)
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok", "the child served the old feed, then rendered the new"
+    assert status == 0
+    if watcher is not None:
+        watcher.stop()

@@ -175,17 +175,25 @@ class Store:
     # -- reading -------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The current snapshot, rebuilt first if a scheduled item or a week has come due."""
+        """The current snapshot, rebuilt first if a scheduled item or a week has come due.
+
+        A request never waits for a reload: while one runs (it builds with the clock as it
+        stands, so it publishes what came due too), the current snapshot answers.
+        """
         current = self._snapshot
         if current is None:
             return self.reload()
         if current.changes_at is None or self.clock() < current.changes_at:
             return current
-        with self._reload_lock:
+        if not self._reload_lock.acquire(blocking=False):
+            return current
+        try:
             latest = self._snapshot
             if latest is current or latest is None:  # no other thread rebuilt it meanwhile
                 latest = self._snapshot = self._build()
             return latest
+        finally:
+            self._reload_lock.release()
 
     def reload(self, progress: Progress | None = None) -> Snapshot:
         """Scan the folder, reparse what changed, and swap in a new snapshot.

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -754,3 +756,23 @@ def test_a_claim_that_cannot_deliver_is_taken_over(site: Site, how: str) -> None
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_request_does_not_wait_for_a_reload_when_a_scheduled_item_comes_due(
+    site: Site,
+) -> None:
+    site.clock.now = datetime(2030, 1, 1, tzinfo=UTC)
+    site.write_item("news", "2029-12-01-now.md", {"title": "Now"})
+    site.write_item("news", "2030-06-01-later.md", {"title": "Later", "date": "2030-06-01"})
+    store = Store(site.settings(), site.clock)
+    before = store.reload()
+    site.clock.now = datetime(2030, 6, 2, tzinfo=UTC)
+    request = ThreadPoolExecutor(1)
+    store._reload_lock.acquire()  # as a reload in the watcher's thread would
+    try:
+        answered = request.submit(store.snapshot)
+        assert answered.result(timeout=10) is before, "at once, not after the reload"
+    finally:
+        store._reload_lock.release()
+        request.shutdown()
+    assert [item.title for item in store.snapshot().items] == ["Later", "Now"]

@@ -28,8 +28,8 @@ def create_app(
     `settings` defaults to `feedsvc.toml` plus `FEEDSVC_*`; `clock` to the system clock.
     With `watch`, a thread in this process reloads the items when files change, so each
     gunicorn worker (each builds its own app) stays live without a restart, and a feed a
-    change made out of date is rendered again by another thread while requests get the
-    previous bytes, so no request waits for a render.
+    change made out of date is rendered again by another thread; a request waits for it
+    a quarter of a second at most, then gets the previous bytes.
     """
     from flask import Flask
 

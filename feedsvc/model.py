@@ -237,11 +237,12 @@ class Snapshot:
     memo: Memo = field(default_factory=Memo)
     renders: Counter[Any] = field(default_factory=Counter)
     #: The previous snapshot's feed documents, by key: with `refresh`, a request this
-    #: snapshot has no document for yet is answered from here while `refresh(snapshot,
-    #: key, job)` has `job` render it off the request path, so no request waits for a
-    #: render after a change. The runner drops a key whose job failed.
+    #: snapshot has no document for yet has `refresh(snapshot, key, job)` run `job` off
+    #: the request path, and is answered from here if that has not finished (True) within
+    #: a short patience, so no request waits long for a render after a change. The
+    #: runner drops a key whose job failed.
     stale: dict[Any, Any] = field(default_factory=dict)
-    refresh: Callable[[Snapshot, Any, Callable[[], object]], None] | None = None
+    refresh: Callable[[Snapshot, Any, Callable[[], object]], bool] | None = None
 
     def category(self, slug: str) -> Category | None:
         for category in self.categories:

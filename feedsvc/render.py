@@ -122,16 +122,18 @@ def memoised(
 ) -> Document | None:
     """The document for `key`, built at most once per snapshot (None: no such document).
 
-    After a change, the document served for `key` before it is answered (`stale`) while
-    the new one is built off the request path (`refresh`), where the snapshot allows.
+    After a change, where the snapshot allows, the new document is built off the request
+    path (`refresh`); if it is not ready within a short patience, the document served for
+    `key` before the change answers (`stale`).
     """
     missing = object()
     found = snapshot.memo.get(key, missing)
     if found is not missing:
         return found  # type: ignore[no-any-return]
     if snapshot.refresh is not None and (previous := snapshot.stale.get(key)) is not None:
-        snapshot.refresh(snapshot, key, lambda: _fill(snapshot, key, build))
-        return previous  # type: ignore[no-any-return]
+        if snapshot.refresh(snapshot, key, lambda: _fill(snapshot, key, build)):
+            found = snapshot.memo.get(key, missing)
+        return previous if found is missing else found  # type: ignore[no-any-return]
     return _fill(snapshot, key, build)
 
 

@@ -130,8 +130,9 @@ class Store:
         refresh_off_requests: bool = False,
     ) -> None:
         """With `refresh_off_requests` (a server's store), a document a change made out of
-        date is rendered again by a thread of the store, and requests get the previous
-        one until it is ready; otherwise the first request for it renders it."""
+        date is rendered again by a thread of the store, and a request that would wait
+        for it longer than REFRESH_PATIENCE gets the previous one; otherwise the first
+        request for it renders it."""
         self.settings = settings
         self.root = settings.items_dir
         self.clock = clock
@@ -590,10 +591,18 @@ class Store:
         return data, True
 
 
+#: Seconds a request waits for a feed a change made out of date before it is answered
+#: with the previous bytes: a feed of everything renders well within it, so every worker
+#: serves a new item as soon as it has reloaded; a dense weekly feed (over a second at
+#: 100,000 items) does not hold a sync worker's requests for the whole render.
+REFRESH_PATIENCE = 0.25
+
+
 class _Refresher:
     """A store's thread that renders the documents requests found out of date, one at a
-    time, newest snapshot only; a request is answered from `Snapshot.stale` meanwhile.
-    The thread lives while there is work: an idle store holds no thread."""
+    time, newest snapshot only; a request waits for its document at most
+    REFRESH_PATIENCE, then is answered from `Snapshot.stale`. The thread lives while
+    there is work: an idle store holds no thread."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -601,7 +610,8 @@ class _Refresher:
 
     def _reset(self) -> None:
         self.jobs: deque[tuple[Snapshot, Any, Callable[[], object]]] = deque()
-        self.asked: dict[Any, Snapshot] = {}  # key -> the snapshot it is rendered for
+        # key -> the snapshot it is rendered for, and set when that is done
+        self.asked: dict[Any, tuple[Snapshot, threading.Event]] = {}
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)  # notified when the thread ends
         self.busy = threading.Lock()  # held while a job runs (and across a fork)
@@ -614,19 +624,21 @@ class _Refresher:
         else:
             self.busy.release()
 
-    def ask(self, snapshot: Snapshot, key: Any, job: Callable[[], object]) -> None:
+    def ask(self, snapshot: Snapshot, key: Any, job: Callable[[], object]) -> bool:
+        """Have `job` render `key` for `snapshot`; whether it is done within the patience."""
         if self.pid != os.getpid():  # forked without the hooks: the thread stayed behind
             self._reset()
         with self.lock:
-            if self.asked.get(key) is snapshot:
-                return  # already on its way
-            self.asked[key] = snapshot
-            self.jobs.append((snapshot, key, job))
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._run, name="feedsvc-render", daemon=True
-                )
-                self.thread.start()
+            asked = self.asked.get(key)
+            if asked is None or asked[0] is not snapshot:  # not on its way yet
+                asked = self.asked[key] = (snapshot, threading.Event())
+                self.jobs.append((snapshot, key, job))
+                if self.thread is None:
+                    self.thread = threading.Thread(
+                        target=self._run, name="feedsvc-render", daemon=True
+                    )
+                    self.thread.start()
+        return asked[1].wait(REFRESH_PATIENCE)
 
     def wait(self) -> None:
         with self.lock:
@@ -654,8 +666,10 @@ class _Refresher:
                 snapshot.stale.pop(key, None)
             finally:
                 with self.lock:
-                    if self.asked.get(key) is snapshot:
+                    asked = self.asked.get(key)
+                    if asked is not None and asked[0] is snapshot:
                         del self.asked[key]
+                        asked[1].set()
 
 
 def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:

@@ -452,29 +452,55 @@ def entry_titles(body: bytes) -> list[str]:
     return [entry.title for entry in feedparser.parse(body).entries]
 
 
-def test_after_a_change_requests_get_the_previous_feed_while_a_thread_renders_it(
+def test_after_a_change_a_request_waits_briefly_for_a_feed_a_thread_renders(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site.write_item("news", "2020-09-01-a.md", {"title": "A"})
     site.write_item("tech", "2020-09-02-b.md", {"title": "B"})
     store = Store(site.settings(), site.clock, refresh_off_requests=True)
     store.reload()
-    news_before, tech_before = feed_bytes(store, "news"), feed_bytes(store, "tech")
+    feed_bytes(store, "news")
+    tech_before = feed_bytes(store, "tech")
     threads = renders_in_threads(monkeypatch)
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
     renders = store.render_count
-    # At once: the previous bytes, and no render in the request's thread.
-    assert feed_bytes(store, "news") == news_before
-    assert feed_bytes(store, "tech") == tech_before
-    store.wait_for_refresh()
+    # A quick render is waited for: the first request gets the new feed.
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
     assert feed_bytes(store, "tech") == tech_before
     # news was rendered again, off the request path; tech, untouched, was not.
     assert threads == ["feedsvc-render"]
     assert store.render_count == renders + 1
+    store.wait_for_refresh()
     # With nothing left to render, the store holds no thread.
     assert "feedsvc-render" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedsvc import render
+    from feedsvc import store as store_module
+
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    before = feed_bytes(store, "news")
+    original, go_on = render.RENDERERS["atom"], threading.Event()
+
+    def slow(view: Any, settings: Settings) -> bytes:
+        go_on.wait(timeout=30)
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", slow)
+    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
+    site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
+    store.reload()
+    assert feed_bytes(store, "news") == before  # after the patience, not the render
+    assert feed_bytes(store, "news") == before  # asked once: still on its way
+    go_on.set()
+    store.wait_for_refresh()
+    assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
 
 
 def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request(

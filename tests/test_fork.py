@@ -108,16 +108,18 @@ def test_a_forked_child_renders_out_of_date_feeds_in_a_thread_of_its_own(
         verdict = b"no"
         try:
             store.reload()
-            first = titles(store)  # the previous bytes, at once
-            store.wait_for_refresh()  # a thread that did not survive the fork would hang
-            if first == ["Two"] and titles(store) == ["Three"]:
+            # Rendered by the child's thread within the patience: a thread that did not
+            # survive the fork would leave the previous bytes here, and the wait hanging.
+            first = titles(store)
+            store.wait_for_refresh()
+            if first == ["Three"] and titles(store) == ["Three"]:
                 verdict = b"ok"
         finally:
             os.write(write, verdict)
             os._exit(0)
     os.close(write)
     _, status = os.waitpid(pid, 0)
-    assert os.read(read, 2) == b"ok", "the child served the old feed, then rendered the new"
+    assert os.read(read, 2) == b"ok", "the child rendered the new feed in a thread of its own"
     assert status == 0
     if watcher is not None:
         watcher.stop()

@@ -909,7 +909,7 @@ def calibrate(rounds: int = 5) -> float:
     corpus body through Markdown and bleach (median of `rounds` passes over 40 bodies).
 
     The same code has measured up to twice as fast on one day as on another on the same
-    kind of machine; this figure, taken at the start of a run and after each size, says
+    kind of machine; this figure, taken at the start of a run and after the last size, says
     how fast the machine was, so that reports from different days can be compared.
     """
     from feedsvc import itemfile
@@ -1194,14 +1194,22 @@ METHOD = f"""
   polled every {POLL_PAUSE * 1000:.0f} ms on new connections until {NEW_FILE_STREAK}
   responses in a row, from every worker, have it as their first entry. "Served by every
   worker" is the slowest worker's first response with the new item after its last one
-  without it. CPU is the workers' own CPU clocks (`clock_getcpuclockid`: every thread,
-  in nanoseconds) from just before the write until {SETTLE_AFTER:.0f} s after the
-  item was served everywhere, minus a baseline: the same number of requests, paced the
-  same, over the same wall time, with no file change (measured twice; the smaller counts,
-  as a periodic re-scan may fall into one of them). It includes re-rendering
-  `{NEW_FILE_URL}` in each worker, and a periodic re-scan if one falls into the measured
-  window, which makes single values noisy: the measure is repeated (`--repeats`) with a
-  new file each time, and the median is reported with the range in parentheses.
+  without it. The CPU the change cost ("reload and render CPU", the target) is what the
+  workers log for it, from the write until {SETTLE_AFTER:.0f} s after the item was
+  served everywhere: each reload and each feed rendered, with the CPU clock of the
+  thread that did it (`time.thread_time`), summed over both workers; the documents
+  rendered are listed. Beside it, as a check on what the log leaves out (the watcher's
+  handling of the events, the requests), the workers' whole-process CPU clocks
+  (`clock_getcpuclockid`, every thread) over the same window minus a baseline: the same
+  number of requests, paced the same, over the same wall time, with no file change
+  (measured twice; the smaller counts). A periodic re-scan that falls into a window (or
+  into both baselines, which makes the difference negative) makes that figure noisy,
+  which is why it is not the target. The measure is repeated (`--repeats`) with a new
+  file each time, and the median is reported with the range in parentheses.
+- **Machine speed**: the CPU time of one fixed body through Markdown and bleach
+  (`calibrate`: median of five passes over 40 generated bodies), taken at the start
+  and after the last size. The same code has run up to twice as fast on one day as on
+  another on this kind of machine; the figure says how fast it was during this run.
 - **Serving**: a fresh feedsvc server on the same cache (no access log) and, beside it,
   `benchmarks/floor.py` (Flask; the same body, ETag and Content-Type, from memory;
   `make_conditional` for the 304) under the same gunicorn settings (`--workers {WORKERS}

@@ -7,11 +7,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import feedparser
 import pytest
 
 from feedsvc import render
+from feedsvc import store as store_module
+from feedsvc.config import Settings
 from feedsvc.model import FeedKey
 from feedsvc.store import Store
 from feedsvc.watch import Watcher
@@ -80,17 +84,43 @@ print(before, anon_mb())
     assert before - after > 150, f"{before} MB resident before, {after} MB after"
 
 
+def titles(store: Store) -> list[str]:
+    document = render.feed_document(store.snapshot(), FeedKey("news", "atom"), store.settings)
+    assert document is not None
+    return [entry.title for entry in feedparser.parse(document.body).entries]
+
+
+def child_renders_three(store: Store) -> bool:
+    """In a forked child: after a reload, the request gets the new feed, which only the
+    child's own render thread can have rendered within the patience."""
+    store.reload()
+    if titles(store) != ["Three"]:
+        return False
+    store.wait_for_refresh()  # the thread is the child's own: it ends
+    return True
+
+
+def in_a_child(check: Callable[[], bool]) -> bool:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # report through the pipe, then leave at once
+        ok = False
+        try:
+            ok = check()
+        finally:
+            os.write(write, b"ok" if ok else b"no")
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    return os.read(read, 2) == b"ok" and status == 0
+
+
 @pytest.mark.parametrize("hooks", [True, False], ids=["with the fork hooks", "without them"])
 def test_a_forked_child_renders_out_of_date_feeds_in_a_thread_of_its_own(
-    site: Site, hooks: bool
+    site: Site, hooks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A server's store forks with its watcher's hooks; a bare fork must not hang either."""
-
-    def titles(store: Store) -> list[str]:
-        document = render.feed_document(store.snapshot(), FeedKey("news", "atom"), store.settings)
-        assert document is not None
-        return [entry.title for entry in feedparser.parse(document.body).entries]
-
+    """A server's store forks with its watcher's hooks; a bare fork must work too."""
+    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 5.0)  # not a timing test
     site.write_item("news", "2020-09-29-a.md", {"title": "One"})
     store = Store(site.settings(), site.clock, refresh_off_requests=True)
     store.reload()
@@ -102,24 +132,37 @@ def test_a_forked_child_renders_out_of_date_feeds_in_a_thread_of_its_own(
     assert titles(store) == ["Two"]
     watcher = Watcher(store).start() if hooks else None
     site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        verdict = b"no"
-        try:
-            store.reload()
-            # Rendered by the child's thread within the patience: a thread that did not
-            # survive the fork would leave the previous bytes here, and the wait hanging.
-            first = titles(store)
-            store.wait_for_refresh()
-            if first == ["Three"] and titles(store) == ["Three"]:
-                verdict = b"ok"
-        finally:
-            os.write(write, verdict)
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read, 2) == b"ok", "the child rendered the new feed in a thread of its own"
-    assert status == 0
+    assert in_a_child(lambda: child_renders_three(store))
     if watcher is not None:
         watcher.stop()
+
+
+def test_a_child_forked_while_the_parent_renders_renders_on_its_own(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked (without the hooks) while the parent's render thread is busy: that thread,
+    its queue and its locks stay behind, and the child must not wait for them."""
+    site.write_item("news", "2020-09-29-a.md", {"title": "One"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    titles(store)
+    parent, go_on = os.getpid(), threading.Event()
+    original = render.RENDERERS["atom"]
+
+    def slow_in_the_parent(view: Any, settings: Settings) -> bytes:
+        if os.getpid() == parent:
+            go_on.wait(timeout=30)
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", slow_in_the_parent)
+    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
+    site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
+    store.reload()
+    assert titles(store) == ["One"]  # the parent's thread is now held in the render
+    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 5.0)  # not a timing test
+    site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
+    try:
+        assert in_a_child(lambda: child_renders_three(store))
+    finally:
+        go_on.set()
+    store.wait_for_refresh()

@@ -447,14 +447,19 @@ class Store:
         )
 
     def _carried_over(self) -> dict[Any, Any]:
-        """The current snapshot's feed documents (and those it still carries), for the next
-        one to answer with until its own are rendered."""
+        """The current snapshot's first pages of feeds (and those it still carries), for the
+        next one to answer with while its own are rendered.
+
+        First pages only: they are what aggregators poll, a few per feed, whereas a
+        crawler's walk through later pages, carried from snapshot to snapshot outside the
+        memo's budget, would grow without bound.
+        """
         current = self._snapshot
         if self._refresher is None or current is None:
             return {}
         stale = dict(current.stale)
         for key, document in current.memo.items():
-            if isinstance(key, FeedKey) and document is not None:
+            if isinstance(key, FeedKey) and key.page == 1 and document is not None:
                 stale[key] = document
         return stale
 

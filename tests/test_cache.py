@@ -506,6 +506,19 @@ def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
 
 
+def test_only_first_pages_are_kept_to_answer_while_a_change_is_rendered(site: Site) -> None:
+    from feedsvc import render
+
+    for day in range(1, 8):
+        site.write_item("news", f"2020-09-0{day}-a.md", {"title": f"A{day}"})
+    store = Store(site.settings(feed_size=2), site.clock, refresh_off_requests=True)
+    store.reload()
+    for page in (1, 2, 3):  # a crawler walks the pages
+        render.feed_document(store.snapshot(), FeedKey("news", "atom", page), store.settings)
+    site.write_item("news", "2020-09-08-a.md", {"title": "A8"})
+    assert set(store.reload().stale) == {FeedKey("news", "atom")}
+
+
 def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request(
     site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

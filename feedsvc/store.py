@@ -614,7 +614,7 @@ class _Refresher:
         self._reset()
 
     def _reset(self) -> None:
-        self.jobs: deque[tuple[Snapshot, Any, Callable[[], object]]] = deque()
+        self.jobs: deque[tuple[Snapshot, Any, Callable[[], object], threading.Event]] = deque()
         # key -> the snapshot it is rendered for, and set when that is done
         self.asked: dict[Any, tuple[Snapshot, threading.Event]] = {}
         self.lock = threading.Lock()
@@ -637,7 +637,7 @@ class _Refresher:
             asked = self.asked.get(key)
             if asked is None or asked[0] is not snapshot:  # not on its way yet
                 asked = self.asked[key] = (snapshot, threading.Event())
-                self.jobs.append((snapshot, key, job))
+                self.jobs.append((snapshot, key, job, asked[1]))
                 if self.thread is None:
                     self.thread = threading.Thread(
                         target=self._run, name="feedsvc-render", daemon=True
@@ -660,7 +660,7 @@ class _Refresher:
                     self.thread = None
                     self.idle.notify_all()
                     return
-                snapshot, key, job = self.jobs.popleft()
+                snapshot, key, job, done = self.jobs.popleft()
             try:
                 with self.busy:
                     # A newer snapshot's requests ask for their own document.
@@ -674,7 +674,7 @@ class _Refresher:
                     asked = self.asked.get(key)
                     if asked is not None and asked[0] is snapshot:
                         del self.asked[key]
-                        asked[1].set()
+                done.set()  # also when a newer snapshot asked meanwhile
 
 
 def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:

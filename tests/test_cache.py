@@ -506,6 +506,43 @@ def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
 
 
+def test_a_request_waiting_for_a_render_is_answered_when_it_ends_despite_a_newer_change(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedsvc import render
+    from feedsvc import store as store_module
+
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    feed_bytes(store, "news")
+    original, go_on = render.RENDERERS["atom"], threading.Event()
+
+    def slow(view: Any, settings: Settings) -> bytes:
+        go_on.wait(timeout=30)
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", slow)
+    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 60.0)
+    requests = ThreadPoolExecutor(2)
+    try:
+        site.write_item("news", "2020-09-01-a.md", {"title": "B"})
+        store.reload()
+        first = requests.submit(feed_bytes, store, "news")  # waits for the render of B
+        while not store._refresher or not store._refresher.asked:
+            time.sleep(0.01)
+        site.write_item("news", "2020-09-01-a.md", {"title": "C"})
+        store.reload()
+        second = requests.submit(feed_bytes, store, "news")  # asks for C's
+        go_on.set()
+        # The first request is answered when B's render ends, not when its patience does.
+        assert entry_titles(first.result(timeout=15)) == ["B"]
+        assert entry_titles(second.result(timeout=15)) == ["C"]
+    finally:
+        go_on.set()
+        requests.shutdown()
+
+
 def test_only_first_pages_are_kept_to_answer_while_a_change_is_rendered(site: Site) -> None:
     from feedsvc import render
 

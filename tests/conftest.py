@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -112,3 +113,21 @@ def sample_settings() -> Callable[..., Settings]:
         return replace(load_settings(environ={}, cwd=top), **overrides)
 
     return make
+
+
+def hold_atom_renders(
+    monkeypatch: pytest.MonkeyPatch, in_process: int | None = None
+) -> threading.Event:
+    """From now on every Atom render (in process `in_process`, if given) waits until the
+    returned event is set, or 30 s: a slow render, held for as long as a test needs."""
+    from feedsvc import render
+
+    original, go_on = render.RENDERERS["atom"], threading.Event()
+
+    def held(view: Any, settings: Settings) -> bytes:
+        if in_process is None or os.getpid() == in_process:
+            go_on.wait(timeout=30)
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", held)
+    return go_on

@@ -28,7 +28,7 @@ from feedsvc.config import Settings
 from feedsvc.itemfile import parse_intro, parse_item
 from feedsvc.model import Content, FeedKey, Item, ParsedFile, Snapshot
 from feedsvc.store import Store
-from tests.conftest import Site
+from tests.conftest import Site, hold_atom_renders
 
 
 def cached_settings(site: Site, **overrides: object) -> Settings:
@@ -452,6 +452,15 @@ def entry_titles(body: bytes) -> list[str]:
     return [entry.title for entry in feedparser.parse(body).entries]
 
 
+def serving_store(site: Site) -> Store:
+    """A server's store (renders off requests) with one news item, "A", its feed served."""
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store.reload()
+    feed_bytes(store, "news")
+    return store
+
+
 def test_after_a_change_a_request_waits_briefly_for_a_feed_a_thread_renders(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -482,20 +491,11 @@ def test_after_a_change_a_request_waits_briefly_for_a_feed_a_thread_renders(
 def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedsvc import render
     from feedsvc import store as store_module
 
-    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
-    store.reload()
+    store = serving_store(site)
     before = feed_bytes(store, "news")
-    original, go_on = render.RENDERERS["atom"], threading.Event()
-
-    def slow(view: Any, settings: Settings) -> bytes:
-        go_on.wait(timeout=30)
-        return original(view, settings)
-
-    monkeypatch.setitem(render.RENDERERS, "atom", slow)
+    go_on = hold_atom_renders(monkeypatch)
     monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
@@ -509,20 +509,10 @@ def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
 def test_a_request_waiting_for_a_render_is_answered_when_it_ends_despite_a_newer_change(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedsvc import render
     from feedsvc import store as store_module
 
-    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
-    store.reload()
-    feed_bytes(store, "news")
-    original, go_on = render.RENDERERS["atom"], threading.Event()
-
-    def slow(view: Any, settings: Settings) -> bytes:
-        go_on.wait(timeout=30)
-        return original(view, settings)
-
-    monkeypatch.setitem(render.RENDERERS, "atom", slow)
+    store = serving_store(site)
+    go_on = hold_atom_renders(monkeypatch)
     monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 60.0)
     requests = ThreadPoolExecutor(2)
     try:
@@ -561,10 +551,7 @@ def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request
 ) -> None:
     from feedsvc import render
 
-    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
-    store.reload()
-    feed_bytes(store, "news")
+    store = serving_store(site)
     original = render.RENDERERS["atom"]
 
     def fails_once(view: Any, settings: Settings) -> bytes:

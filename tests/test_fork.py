@@ -8,18 +8,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import feedparser
 import pytest
 
 from feedsvc import render
 from feedsvc import store as store_module
-from feedsvc.config import Settings
 from feedsvc.model import FeedKey
 from feedsvc.store import Store
 from feedsvc.watch import Watcher
-from tests.conftest import Site
+from tests.conftest import Site, hold_atom_renders
 
 
 def watching() -> bool:
@@ -146,15 +144,7 @@ def test_a_child_forked_while_the_parent_renders_renders_on_its_own(
     store = Store(site.settings(), site.clock, refresh_off_requests=True)
     store.reload()
     titles(store)
-    parent, go_on = os.getpid(), threading.Event()
-    original = render.RENDERERS["atom"]
-
-    def slow_in_the_parent(view: Any, settings: Settings) -> bytes:
-        if os.getpid() == parent:
-            go_on.wait(timeout=30)
-        return original(view, settings)
-
-    monkeypatch.setitem(render.RENDERERS, "atom", slow_in_the_parent)
+    go_on = hold_atom_renders(monkeypatch, in_process=os.getpid())  # the parent's only
     monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
     site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
     store.reload()

@@ -236,7 +236,7 @@ class Snapshot:
     bodies: Callable[[Iterable[Item]], AbstractContextManager[None]] = lambda _: nullcontext()
     memo: Memo = field(default_factory=Memo)
     renders: Counter[Any] = field(default_factory=Counter)
-    #: The previous snapshot's feed documents, by key: with `refresh`, a request this
+    #: The first pages of feeds served before, by key: with `refresh`, a request this
     #: snapshot has no document for yet has `refresh(snapshot, key, job)` run `job` off
     #: the request path, and is answered from here if that has not finished (True) within
     #: a short patience, so no request waits long for a render after a change. The

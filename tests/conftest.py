@@ -115,19 +115,29 @@ def sample_settings() -> Callable[..., Settings]:
     return make
 
 
+def before_atom_renders(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], None]) -> None:
+    """From now on `hook` runs before every Atom render, in the rendering thread."""
+    from feedsvc import render
+
+    original = render.RENDERERS["atom"]
+
+    def hooked(view: Any, settings: Settings) -> bytes:
+        hook()
+        return original(view, settings)
+
+    monkeypatch.setitem(render.RENDERERS, "atom", hooked)
+
+
 def hold_atom_renders(
     monkeypatch: pytest.MonkeyPatch, in_process: int | None = None
 ) -> threading.Event:
     """From now on every Atom render (in process `in_process`, if given) waits until the
     returned event is set, or 30 s: a slow render, held for as long as a test needs."""
-    from feedsvc import render
+    go_on = threading.Event()
 
-    original, go_on = render.RENDERERS["atom"], threading.Event()
-
-    def held(view: Any, settings: Settings) -> bytes:
+    def hold() -> None:
         if in_process is None or os.getpid() == in_process:
             go_on.wait(timeout=30)
-        return original(view, settings)
 
-    monkeypatch.setitem(render.RENDERERS, "atom", held)
+    before_atom_renders(monkeypatch, hold)
     return go_on

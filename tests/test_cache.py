@@ -28,7 +28,7 @@ from feedsvc.config import Settings
 from feedsvc.itemfile import parse_intro, parse_item
 from feedsvc.model import Content, FeedKey, Item, ParsedFile, Snapshot
 from feedsvc.store import Store
-from tests.conftest import Site, hold_atom_renders
+from tests.conftest import Site, before_atom_renders, hold_atom_renders
 
 
 def cached_settings(site: Site, **overrides: object) -> Settings:
@@ -435,16 +435,8 @@ def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> 
 
 def renders_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the threads that render Atom feeds from now on."""
-    from feedsvc import render
-
     threads: list[str] = []
-    original = render.RENDERERS["atom"]
-
-    def recorded(view: Any, settings: Settings) -> bytes:
-        threads.append(threading.current_thread().name)
-        return original(view, settings)
-
-    monkeypatch.setitem(render.RENDERERS, "atom", recorded)
+    before_atom_renders(monkeypatch, lambda: threads.append(threading.current_thread().name))
     return threads
 
 
@@ -549,16 +541,14 @@ def test_only_first_pages_are_kept_to_answer_while_a_change_is_rendered(site: Si
 def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request(
     site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from feedsvc import render
-
     store = serving_store(site)
-    original = render.RENDERERS["atom"]
+    failures = [RuntimeError("disk on fire")]
 
-    def fails_once(view: Any, settings: Settings) -> bytes:
-        monkeypatch.setitem(render.RENDERERS, "atom", original)
-        raise RuntimeError("disk on fire")
+    def fails_once() -> None:
+        if failures:
+            raise failures.pop()
 
-    monkeypatch.setitem(render.RENDERERS, "atom", fails_once)
+    before_atom_renders(monkeypatch, fails_once)
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
     assert entry_titles(feed_bytes(store, "news")) == ["A"]

@@ -128,16 +128,27 @@ def before_atom_renders(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], None
     monkeypatch.setitem(render.RENDERERS, "atom", hooked)
 
 
-def hold_atom_renders(
-    monkeypatch: pytest.MonkeyPatch, in_process: int | None = None
-) -> threading.Event:
+@dataclass
+class Held:
+    """Renders held by `hold_atom_renders`: `started` is set once one is held, `go_on`
+    lets them all go on."""
+
+    go_on: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def set(self) -> None:
+        self.go_on.set()
+
+
+def hold_atom_renders(monkeypatch: pytest.MonkeyPatch, in_process: int | None = None) -> Held:
     """From now on every Atom render (in process `in_process`, if given) waits until the
-    returned event is set, or 30 s: a slow render, held for as long as a test needs."""
-    go_on = threading.Event()
+    returned `go_on` is set, or 30 s: a slow render, held for as long as a test needs."""
+    held = Held()
 
     def hold() -> None:
         if in_process is None or os.getpid() == in_process:
-            go_on.wait(timeout=30)
+            held.started.set()
+            held.go_on.wait(timeout=30)
 
     before_atom_renders(monkeypatch, hold)
-    return go_on
+    return held

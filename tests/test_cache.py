@@ -511,8 +511,7 @@ def test_a_request_waiting_for_a_render_is_answered_when_it_ends_despite_a_newer
         site.write_item("news", "2020-09-01-a.md", {"title": "B"})
         store.reload()
         first = requests.submit(feed_bytes, store, "news")  # waits for the render of B
-        while not store._refresher or not store._refresher.asked:
-            time.sleep(0.01)
+        assert go_on.started.wait(timeout=30), "B's render began"
         site.write_item("news", "2020-09-01-a.md", {"title": "C"})
         store.reload()
         second = requests.submit(feed_bytes, store, "news")  # asks for C's

@@ -148,7 +148,8 @@ def test_a_child_forked_while_the_parent_renders_renders_on_its_own(
     monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
     site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
     store.reload()
-    assert titles(store) == ["One"]  # the parent's thread is now held in the render
+    assert titles(store) == ["One"]
+    assert go_on.started.wait(timeout=30), "the parent's thread is held in the render"
     monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 5.0)  # not a timing test
     site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
     try:

@@ -36,7 +36,7 @@ FILE_NAME = "feedsvc-cache.sqlite3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, data TEXT NOT NULL
+    path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS content (
     digest TEXT NOT NULL, page TEXT NOT NULL, html TEXT NOT NULL, summary TEXT NOT NULL,
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS claims (
     signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
 );
 """
-SCHEMA_VERSION = 4  # part of the fingerprint: a new schema replaces the old tables
+SCHEMA_VERSION = 5  # part of the fingerprint: a new schema replaces the old tables
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -251,34 +251,52 @@ class Cache:
                 self._give_up("read", error)
                 return []
 
+    # Paths are keyed by their bytes (`os.fsencode`): a file's name may be any bytes, and
+    # a name that is not UTF-8 cannot be stored as SQLite text.
+
     def preload(self) -> None:
         """Read every parsed row at once: one query is much cheaper than one per file."""
         rows = self._run("SELECT path, size, mtime_ns, data FROM parsed")
-        self._preloaded = {path: (size, mtime, data) for path, size, mtime, data in rows}
+        self._preloaded = {
+            os.fsdecode(path): (size, mtime, data) for path, size, mtime, data in rows
+        }
 
     def forget(self, keep: set[str]) -> None:
         """Drop the preloaded rows, and the stored rows of files that are gone."""
-        gone = [(path,) for path in (self._preloaded or {}).keys() - keep]
+        gone = [(os.fsencode(path),) for path in (self._preloaded or {}).keys() - keep]
         self._preloaded = None
         self._write("DELETE FROM parsed WHERE path = ?", gone)
 
     def parsed(
         self, path: str, size: int, mtime_ns: int
     ) -> tuple[ParsedFile, Intro | None] | None:
+        """What parsing this version of the file gave, if stored."""
+        row = self._row(path)
+        return (
+            self._decoded(path, row[2])
+            if row is not None and row[:2] == (size, mtime_ns)
+            else None
+        )
+
+    def stored_item(self, path: str) -> Item | None:
+        """The item the latest stored version of the file at `path` gave, whatever that
+        version was: a file broken while the server was stopped keeps its last good item."""
+        row = self._row(path)
+        found = self._decoded(path, row[2]) if row is not None else None
+        return found[0].item if found is not None else None
+
+    def _row(self, path: str) -> tuple[int, int, str] | None:
         if self._preloaded is not None:  # a first load: what is not there is not stored
-            row = self._preloaded.get(path)
-            text = row[2] if row is not None and row[:2] == (size, mtime_ns) else None
-        else:
-            rows = self._run(
-                "SELECT data FROM parsed WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (path, size, mtime_ns),
-            )
-            text = rows[0][0] if rows else None
-        if text is None:
-            return None
+            return self._preloaded.get(path)
+        rows = self._run(
+            "SELECT size, mtime_ns, data FROM parsed WHERE path = ?", (os.fsencode(path),)
+        )
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def _decoded(self, path: str, text: str) -> tuple[ParsedFile, Intro | None] | None:
         try:
             return decode(text, self.zone)
-        except (ValueError, KeyError, IndexError, TypeError) as error:
+        except Exception as error:  # a row from another version, or damaged: parse again
             log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
             return None
 
@@ -289,7 +307,10 @@ class Cache:
     def store_parsed(self, rows: list[tuple[str, int, int, str]]) -> None:
         """Rows of (path, size, mtime_ns, `encode(parsed, intro)`)."""
         if rows:
-            self._write("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)", rows)
+            self._write(
+                "INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)",
+                [(os.fsencode(path), size, mtime, data) for path, size, mtime, data in rows],
+            )
 
     def content(self, digest: str, page: str) -> Content | None:
         rows = self._run(
@@ -404,7 +425,8 @@ class Cache:
         )
 
     def _write(self, query: str, values: list[tuple[Any, ...]]) -> bool:
-        """Whether the rows were written."""
+        """Whether the rows were written. A row SQLite refuses (text it cannot encode)
+        costs that row alone: the batch is written again row by row without it."""
         with self._lock:
             try:
                 db = self._connection()
@@ -416,6 +438,12 @@ class Cache:
             except sqlite3.Error as error:  # e.g. another worker holds the lock too long
                 log.warning("cache write failed (%s); continuing without writing", error)
                 return False
+            except Exception as error:  # a value SQLite cannot take
+                if len(values) == 1:
+                    log.debug("cache row not written", exc_info=error)
+                    return False
+        written = [self._write(query, [row]) for row in values]
+        return all(written)
 
 
 class _Chunks:

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,9 @@ from feedsvc.model import (
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TITLE_LENGTH = 300
+#: Years a date may have. Beyond them a week's bounds, a time zone's offset or a date's
+#: conversion to UTC would leave the range Python's dates can hold.
+YEARS = range(1000, 9000)
 FIELDS = frozenset(
     {"title", "date", "updated", "author", "tags", "summary", "link", "id", "draft", "image"}
 )
@@ -248,14 +251,26 @@ def _load_yaml(front: str) -> dict[str, Any]:
         line = error.problem_mark.line + 2 if error.problem_mark else None
         _reject(line, f"front matter: YAML tag not allowed ({error.problem})")
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
-        _reject(mark.line + 2 if mark else None, f"front matter is not valid YAML: {problem}")
+        _reject(_yaml_line(error), f"front matter is not valid YAML: {problem}")
     if value is None:
         value = {}
     if not isinstance(value, dict):
         _reject(2, f"front matter must be 'field: value' lines, not a {type(value).__name__}")
     return value
+
+
+def _yaml_line(error: yaml.YAMLError) -> int | None:
+    """The file's line of a YAML error. A construct left open (a `[` or a quote never
+    closed) is noticed at the start of a later line; the line it was opened on is the
+    one to fix."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return None
+    context = getattr(error, "context_mark", None)
+    if mark.column == 0 and context is not None and context.line < mark.line:
+        mark = context
+    return int(mark.line) + 2  # the front matter starts on the file's second line
 
 
 def _refuse_aliases(front: str) -> None:
@@ -280,8 +295,20 @@ def _parse_when(text: str, zone: ZoneInfo, day: date) -> datetime:
         when = _parse_loose(text, day)
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
-    # One representation for every date: the site's zone (the instant is unchanged).
-    return when.astimezone(zone)
+    try:
+        # One representation for every date: the site's zone (the instant is unchanged).
+        when = when.astimezone(zone)
+        when.astimezone(UTC)  # what HTTP dates and RSS need
+    except OverflowError:
+        raise ValueError(f'"{text}" is out of range') from None
+    _check_year(when.year, f'"{text}"')
+    return when
+
+
+def _check_year(year: int, what: str) -> None:
+    if year not in YEARS:
+        raise ValueError(f"{what} is out of range: the year must be from {YEARS.start} to "
+                         f"{YEARS.stop - 1}")  # fmt: skip
 
 
 def _parse_loose(text: str, day: date) -> datetime:
@@ -455,6 +482,10 @@ def _path_parts(path: str) -> tuple[str, str, date, Literal["markdown", "html"]]
         day = date.fromisoformat(match["date"])
     except ValueError:
         _reject(None, f"'{match['date']}' in the file name is not a real date")
+    try:
+        _check_year(day.year, f"'{match['date']}' in the file name")
+    except ValueError as error:
+        _reject(None, str(error))
     return category, match["slug"], day, "markdown" if match["ext"] == "md" else "html"
 
 

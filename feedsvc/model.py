@@ -27,18 +27,57 @@ RESERVED_NAMES = frozenset({"all", "weekly"})
 
 
 def is_valid_name(name: str) -> bool:
-    """Category and slug rule of SPEC §Items: lowercase letters, digits and inner hyphens."""
+    """Category and slug rule: lowercase letters, digits and inner hyphens."""
     return bool(_NAME.match(name))
+
+
+def printable(path: str) -> str:
+    """`path` as text that every terminal, log line, JSON document and SQLite row can carry.
+
+    A name the file system allows may be any bytes but "/" and NUL: bytes that are not
+    UTF-8 (which Python holds as lone surrogates), control characters, line breaks. Such
+    a name is shown with escapes: an undecodable byte as `\\xNN`, another unprintable
+    character as `\\xNN` (below 0x80) or `\\uNNNN`, a backslash doubled, so that two
+    names never print alike. A printable name is returned as it is.
+    """
+    if path.isprintable():  # False for surrogates, controls and line breaks
+        return path
+    shown = []
+    for character in path:
+        code = ord(character)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            shown.append(f"\\x{code - 0xDC00:02x}")
+        elif character == "\\":
+            shown.append("\\\\")
+        elif character.isprintable():
+            shown.append(character)
+        elif code < 0x80:
+            shown.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            shown.append(f"\\u{code:04x}")
+        else:
+            shown.append(f"\\U{code:08x}")
+    return "".join(shown)
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with one file, for the log and `feedsvc check`."""
+    """One thing wrong with one file, for the log and `feedsvc check`.
+
+    `path` is always printable (`printable`), whatever the file's name: a problem is
+    written to logs, terminals, JSON and the cache, none of which can carry every name.
+    """
 
     path: str
     line: int | None
     severity: Severity
     message: str
+
+    def __post_init__(self) -> None:
+        if not self.path.isprintable():
+            object.__setattr__(self, "path", printable(self.path))
+        if not self.message.isprintable():
+            object.__setattr__(self, "message", printable(self.message))
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -243,6 +282,8 @@ class Snapshot:
     #: runner drops a key whose job failed.
     stale: dict[Any, Any] = field(default_factory=dict)
     refresh: Callable[[Snapshot, Any, Callable[[], object]], bool] | None = None
+    #: (path, problem): a fault found while rendering a file's part of a document.
+    report: Callable[[str, Problem], None] = lambda path, problem: None
 
     def category(self, slug: str) -> Category | None:
         for category in self.categories:

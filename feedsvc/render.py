@@ -15,9 +15,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
@@ -25,9 +26,9 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc import __version__, itemfile, sanitize, weekly
+from feedsvc import __version__, faults, itemfile, sanitize, weekly
 from feedsvc.config import Settings
-from feedsvc.model import FeedKey, Format, Item, Snapshot, Stream, Week
+from feedsvc.model import FeedKey, Format, Item, Problem, Snapshot, Stream, Week
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class Entry:
     summary: str
     html: str
     image: str | None
+    source: str = ""  # the file it comes from, to report a fault with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,7 @@ def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
         summary=content.summary,
         html=content.html,
         image=item.image,
+        source=item.source.path,
     )
 
 
@@ -247,6 +250,7 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
         summary=sanitize.summarise(html),
         html=html,
         image=None,
+        source=week.intro.source.path if week.intro else f"_weekly/{week.name}.md",
     )
 
 
@@ -479,6 +483,28 @@ RENDERERS: dict[Format, Callable[[FeedView, Settings], bytes]] = {
 }
 
 
+def render_view(format: Format, view: FeedView, settings: Settings, snapshot: Snapshot) -> bytes:
+    """One page of a feed in one format, behind the fault barrier: if it cannot be
+    written, each entry is tried alone, those that fail are reported as their files'
+    problems and left out, and the page is written with the rest."""
+    renderer = RENDERERS[format]
+    try:
+        return renderer(view, settings)
+    except Exception as error:
+        log.debug("rendering %s failed; trying its entries one by one", view.name, exc_info=error)
+    kept = []
+    for entry in view.entries:
+        alone = replace(view, entries=(entry,))
+        found = faults.attempt(
+            entry.source, f"rendering its {format} entry", partial(renderer, alone, settings)
+        )
+        if isinstance(found, Problem):
+            snapshot.report(entry.source, found)
+        else:
+            kept.append(entry)
+    return renderer(replace(view, entries=tuple(kept)), settings)
+
+
 @dataclass(frozen=True, slots=True)
 class _Page:
     """What one page of one feed shows, and the signature of its bytes."""
@@ -515,7 +541,7 @@ def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Docum
             started, cpu_started = time.perf_counter(), time.thread_time()
             view = feed_view(snapshot, key.name, settings, key.page)
             assert view is not None  # _page made the same checks
-            body = RENDERERS[key.format](view, settings)  # type: ignore[index]
+            body = render_view(key.format, view, settings, snapshot)  # type: ignore[arg-type]
             gzipped = compress(body)
             # First pages render at start-up and after a change; a static export renders
             # thousands of later pages, which would drown the log.
@@ -566,13 +592,22 @@ def warm(snapshot: Snapshot, settings: Settings) -> None:
         # gzip, hashing and SQLite release the GIL: with two threads, one feed is
         # compressed while the next is written. The threads are gone before anything forks.
         with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:
-            for _ in pool.map(lambda key: feed_document(snapshot, key, settings), keys):
+            for _ in pool.map(lambda key: _warm_one(snapshot, key, settings), keys):
                 pass
     # The roundups' HTML was kept to build the weekly feed's three formats; they are
     # built now, and in a preloading master those megabytes would sit in every worker.
     for week in snapshot.weeks[: settings.weekly_size]:
         snapshot.memo.discard(("roundup", week.name))
     sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
+
+
+def _warm_one(snapshot: Snapshot, key: FeedKey, settings: Settings) -> None:
+    """Render one feed ahead of requests; a failure (a bug: files fail alone) is logged
+    and left to the first request, and never stops a start-up."""
+    try:
+        feed_document(snapshot, key, settings)
+    except Exception:
+        log.exception("rendering %s ahead of requests failed", feed_path(key.name, key.format))
 
 
 def _version(item: Item) -> str:

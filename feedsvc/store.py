@@ -9,9 +9,11 @@ half of a reload. The clock is a parameter, so scheduled items are testable.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import logging
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict, deque
@@ -23,12 +25,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from feedsvc import itemfile, parallel
+from feedsvc import faults, itemfile, parallel, scanning
 from feedsvc.cache import Cache, decode, encode
 from feedsvc.config import Settings
 from feedsvc.index import Index
 from feedsvc.model import (
-    RESERVED_NAMES,
     Content,
     FeedKey,
     Intro,
@@ -38,14 +39,13 @@ from feedsvc.model import (
     Problem,
     Snapshot,
     Stream,
-    is_valid_name,
 )
+from feedsvc.scanning import Entry
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]
-INTRO_FOLDER = "_weekly"
 CONTENT_CACHE_SIZE = 4096
 SPILL_BYTES = 8 * 1024 * 1024  # a rendered document larger than this stays on disk
 
@@ -54,8 +54,8 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-# _Seen and _Entry are made once per file per scan (100,000 at a time): tuples, whose
-# construction costs a fraction of a frozen dataclass's.
+# _Seen is made once per file per scan (100,000 at a time): a tuple, whose construction
+# costs a fraction of a frozen dataclass's.
 
 
 class _Seen(NamedTuple):
@@ -67,27 +67,14 @@ class _Seen(NamedTuple):
     intro: Intro | None = None
 
 
-class _Stat(NamedTuple):
-    """What a scan keeps of a file's stat: about 140 bytes against an `os.stat_result`'s
-    640, and a full scan of 100,000 files holds one per file until the reload is done."""
-
-    size: int
-    mtime_ns: int
-
-
-def _stat(path: str) -> _Stat:
-    result = os.stat(path)
-    return _Stat(result.st_size, result.st_mtime_ns)
-
-
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a reload builds its objects.
 
     A first load makes millions of objects (items, dates, tuples), none in a cycle, and
-    the collector would walk the growing heap again and again: 8 of 34 s at 100,000
-    items. Reloads hold the store's lock, so pauses never nest; other threads' garbage
-    is collected once the reload is done.
+    the collector would walk the growing heap again and again. Reloads hold the store's
+    lock, so pauses never nest; other threads' garbage is collected once the reload is
+    done.
     """
     if not gc.isenabled():
         yield
@@ -99,24 +86,25 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-class _Entry(NamedTuple):
-    """One directory entry the scan found: an item file, an intro, or a problem."""
-
-    path: str  # relative to the items folder, with "/"
-    kind: str  # "item", "intro" or "problem"
-    problem: Problem | None = None
-    full: str = ""  # the path to open
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Look:
     """The result of looking at the folder (or some files of it) before a reload."""
 
-    listed: list[tuple[_Entry, _Stat]]
-    changed: list[tuple[_Entry, _Stat]]  # new, or size or mtime differ
+    entries: list[Entry]  # every file looked at
+    changed: list[Entry]  # new, or size or mtime differ
     removed: set[str]
-    problems: tuple[Problem, ...]  # about paths (links out, stray files), sorted
+    problems: dict[str, Problem]  # about names (links out, stray files), by path
+    folders: tuple[str, ...]  # the category folders
     anything: bool  # whether a reload would change anything
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReloadFailure:
+    """A reload that failed as a whole (a fault outside any one file: a bug)."""
+
+    since: datetime  # the first of the failures in a row
+    at: datetime  # the latest
+    message: str
 
 
 class Store:
@@ -138,9 +126,16 @@ class Store:
         self.clock = clock
         self.parse_count = 0  # files parsed since start: a reload reuses unchanged ones
         self.reloads = 0
+        #: The latest reload that failed as a whole, until one succeeds (for /healthz).
+        self.failure: ReloadFailure | None = None
         self._seen: dict[str, _Seen] = {}
         self._folders: tuple[str, ...] = ()
-        self._scan_problems: tuple[Problem, ...] = ()
+        self._scan_problems: dict[str, Problem] = {}
+        self._gone_since: dict[str, float] = {}  # path -> when a look first missed it
+        #: Items served from their last good version (their file is broken now), by path.
+        self._last_good: set[str] = set()
+        #: Problems found while rendering a file's body, by path (the barrier's, later).
+        self._render_problems: dict[str, Problem] = {}
         self._contents: OrderedDict[tuple[str, str], Content] = OrderedDict()
         self._held: dict[tuple[str, str], Content] = {}  # bodies a start-up render needs
         self._reload_lock = threading.Lock()
@@ -192,7 +187,11 @@ class Store:
             latest = self._snapshot
             if latest is current or latest is None:  # no other thread rebuilt it meanwhile
                 latest = self._snapshot = self._build()
+                self._succeeded()
             return latest
+        except Exception as error:  # a bug: keep serving what is published
+            self._failed(error)
+            return current
         finally:
             self._reload_lock.release()
 
@@ -200,65 +199,130 @@ class Store:
         """Scan the folder, reparse what changed, and swap in a new snapshot.
 
         `progress(done, total)` is called after each file parsed (for `feedsvc check`).
+        If the first load fails as a whole (a bug, not a file: files fail alone), the
+        store starts from an empty snapshot that says so, and the next reload tries again.
         """
         snapshot = self.reload_settled(0.0, progress)
-        assert snapshot is not None  # without a settle time a reload always swaps
+        if snapshot is None:  # only a failure gives none without a settle time
+            assert self.failure is not None
+            problem = Problem(".", None, "error", f"the items could not be loaded: "
+                              f"{self.failure.message}; see the server's log")  # fmt: skip
+            snapshot = self._snapshot = self._build(Index(self.settings), (problem,))
         return snapshot
 
     def reload_settled(
         self, settle: float, progress: Progress | None = None, paths: set[str] | None = None
     ) -> Snapshot | None:
-        """`reload()`, unless a file changed less than `settle` seconds ago: then None.
+        """`reload()`, unless a file changed (or went away) less than `settle` seconds ago:
+        then None.
 
-        Such a file may still be being written; waiting for the whole folder to settle
-        publishes a burst of files (a `git pull`) whole, in one snapshot. With `paths`
-        (relative, from file events) only those files are looked at, not the folder.
+        Such a file may still be being written, or an editor may be saving it by removing
+        the old file and writing a new one; waiting for the whole folder to settle
+        publishes a burst of files (a `git pull`) whole, in one snapshot, and an editor's
+        save as one change. With `paths` (relative, from file events) only those files are
+        looked at, not the folder.
+
+        A reload never raises: one that fails as a whole (a bug; a file's faults stay with
+        that file) is logged once, leaves the current snapshot published and the store
+        ready to load afresh on the next try (`failure` says since when).
         """
         with self._reload_lock:
-            started, cpu_started = time.perf_counter(), time.thread_time()
-            look = self._look(paths)
-            if settle and any(time.time() - s.mtime_ns / 1e9 < settle for _, s in look.changed):
-                return None
-            if self._snapshot is not None and not look.anything:
-                return self._snapshot  # nothing changed: keep the snapshot and its memo
-            with _collector_paused():
-                self._apply(look, progress)
-                snapshot = self._snapshot = self._build()
-            if look.changed or look.removed or self.reloads == 0:
-                log.info(
-                    "reload: %d files changed, %d removed; %d items published; "
-                    "%d problems; %.0f ms (%.1f ms CPU)",
-                    len(look.changed), len(look.removed), len(snapshot.items),
-                    len(snapshot.problems), (time.perf_counter() - started) * 1000,
-                    (time.thread_time() - cpu_started) * 1000,
-                )  # fmt: skip
-            self.reloads += 1
+            try:
+                snapshot = self._reload(settle, progress, paths)
+            except Exception as error:
+                self._failed(error)
+                return self._snapshot
+            if snapshot is not None:
+                self._succeeded()
             return snapshot
+
+    def _reload(
+        self, settle: float, progress: Progress | None, paths: set[str] | None
+    ) -> Snapshot | None:
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        look = self._look(paths)
+        if settle and not self._settled(look, settle):
+            return None
+        if self._snapshot is not None and not look.anything:
+            return self._snapshot  # nothing changed: keep the snapshot and its memo
+        with _collector_paused():
+            new_problems = self._apply(look, progress)
+            snapshot = self._snapshot = self._build()
+        if look.changed or look.removed or self.reloads == 0:
+            log.info(
+                "reload: %d files changed, %d removed; %d items published; "
+                "%d problems; %.0f ms (%.1f ms CPU)",
+                len(look.changed), len(look.removed), len(snapshot.items),
+                len(snapshot.problems), (time.perf_counter() - started) * 1000,
+                (time.thread_time() - cpu_started) * 1000,
+            )  # fmt: skip
+        faults.log_problems(new_problems)
+        self.reloads += 1
+        return snapshot
+
+    def _settled(self, look: _Look, settle: float) -> bool:
+        """Whether no changed file was written, and no file went away, within `settle`
+        seconds. A file that went away is timed from the first look that missed it."""
+        now = time.time()
+        for entry in look.entries:
+            self._gone_since.pop(entry.path, None)
+        for path in look.removed:
+            self._gone_since.setdefault(path, now)
+        return not any(now - entry.mtime_ns / 1e9 < settle for entry in look.changed) and not any(
+            now - self._gone_since[path] < settle for path in look.removed
+        )
+
+    def _failed(self, error: Exception) -> None:
+        """Record a reload that failed as a whole; log it once, not on every retry. The
+        next reload starts afresh (from the cache): the half-applied state is dropped."""
+        now = self.clock()
+        message = faults.describe(error)
+        if self.failure is None:
+            log.error("reload failed (%s); the previous snapshot stays published, and the "
+                      "next change or re-scan loads the folder afresh", message,
+                      exc_info=error)  # fmt: skip
+            self.failure = ReloadFailure(now, now, message)
+        else:
+            log.debug("reload failed again", exc_info=error)
+            self.failure = dataclasses.replace(self.failure, at=now, message=message)
+        self._seen, self._folders, self._scan_problems = {}, (), {}
+        self._index = Index(self.settings)
+        self._file_problems, self._intros = {}, {}
+
+    def _succeeded(self) -> None:
+        if self.failure is not None:
+            log.info("reload works again (it failed from %s)", self.failure.since.isoformat())
+            self.failure = None
 
     def _look(self, paths: set[str] | None) -> _Look:
         """What changed on disk: in the named files, or (None, or a folder-level change)
         in the whole folder. Only `stat`s; nothing is read."""
-        folders_before = self._folders
-        targeted = self._list_paths(paths) if paths is not None and self._seen else None
+        targeted = None
+        if paths is not None and self._seen:
+            targeted = scanning.look_at(self.root, self._folders, paths)
         if targeted is None:
-            listed, problems = self._list()
-            removed = self._seen.keys() - {entry.path for entry, _ in listed}
+            listing, folders = scanning.scan(self.root)
+            removed = self._seen.keys() - {entry.path for entry in listing.entries}
+            problems = listing.problems
         else:
-            listed, problems, gone = targeted
-            looked_at = {entry.path for entry, _ in listed} | gone | {p.path for p in problems}
-            problems += [p for p in self._scan_problems if p.path not in looked_at]
-            removed = (gone | {p.path for p in problems}) & self._seen.keys()
+            listing, folders = targeted, self._folders
+            looked_at = {e.path for e in listing.entries} | listing.gone | listing.problems.keys()
+            problems = {p: v for p, v in self._scan_problems.items() if p not in looked_at}
+            problems.update(listing.problems)
+            removed = (listing.gone | listing.problems.keys()) & self._seen.keys()
         changed = [
-            (entry, stat)
-            for entry, stat in listed
-            if (old := self._seen.get(entry.path)) is None or (old.size, old.mtime_ns) != stat
+            entry
+            for entry in listing.entries
+            if (old := self._seen.get(entry.path)) is None
+            or (old.size, old.mtime_ns) != (entry.size, entry.mtime_ns)
         ]
-        problems.sort(key=lambda p: (p.path, p.line or 0))
-        other = problems != [*self._scan_problems] or folders_before != self._folders
-        return _Look(listed, changed, removed, tuple(problems), bool(changed or removed or other))
+        other = problems != self._scan_problems or folders != self._folders
+        anything = bool(changed or removed or other)
+        return _Look(listing.entries, changed, removed, problems, folders, anything)
 
-    def _apply(self, look: _Look, progress: Progress | None) -> None:
-        """Parse the changed files (or take them from the cache) and update the index."""
+    def _apply(self, look: _Look, progress: Progress | None) -> list[Problem]:
+        """Parse the changed files (or take them from the cache) and update the index;
+        the problems that are new."""
         first = not self._seen
         if first:
             self.cache.preload()
@@ -267,135 +331,83 @@ class Store:
         # young container that large costs the next garbage collection as much again.
         found: dict[str, _Seen] = {}
         to_parse = []
-        for entry, stat in look.changed:
-            cached = self.cache.parsed(entry.path, *stat)
+        for entry in look.changed:
+            cached = self.cache.parsed(entry.path, entry.size, entry.mtime_ns)
             if cached is None:
-                to_parse.append((entry, *stat))
+                to_parse.append(entry)
             else:
-                found[entry.path] = _Seen(*stat, *cached)
+                found[entry.path] = self._parsed(entry, _Parsed(*cached, True, None), fresh=False)
         # The first load of a large folder is spread over the cores; a reload is a few files.
         parse = partial(_read_and_parse, self.settings, self.cache.enabled)
         results = parallel.map_in_processes(parse, to_parse, progress)
-        for (entry, size, mtime_ns), result in zip(to_parse, results, strict=True):
-            found[entry.path] = self._parsed(entry, size, mtime_ns, result)
-        self._index_changes(found, {entry.path for entry, _ in look.changed}, look.removed)
+        for entry, result in zip(to_parse, results, strict=True):
+            found[entry.path] = self._parsed(entry, result)
+        new_problems = [
+            problem
+            for path, seen in found.items()
+            for problem in seen.parsed.problems
+            if problem not in self._file_problems.get(path, ())
+        ]
+        new_problems += [p for p in look.problems.values() if p not in self._problem_set()]
+        self._index_changes(found, {entry.path for entry in look.changed}, look.removed)
         self.cache.store_parsed(self._parsed_now)
         self._parsed_now = []
         if first:
-            self.cache.forget({entry.path for entry, _ in look.listed})
+            self.cache.forget({entry.path for entry in look.entries})
             self._seen = found
         else:
             for path in look.removed:
                 del self._seen[path]
+                self._last_good.discard(path)
             self._seen.update(found)
+        for path in look.removed:
+            self._gone_since.pop(path, None)
         self._scan_problems = look.problems
+        self._folders = look.folders
+        return new_problems
 
-    # -- scanning ------------------------------------------------------------------------
+    def _problem_set(self) -> set[Problem]:
+        return set(self._scan_problems.values())
 
-    def _list(self) -> tuple[list[tuple[_Entry, _Stat]], list[Problem]]:
-        """Every file to read, with its stat (cheap: no file is opened), and path problems."""
-        listed, problems = [], []
-        for entry in self._walk():
-            if entry.problem is not None:
-                problems.append(entry.problem)
-                continue
-            try:
-                listed.append((entry, _stat(entry.full)))
-            except OSError:
-                continue  # deleted between listing and stat
-        return listed, problems
-
-    def _parsed(self, entry: _Entry, size: int, mtime_ns: int, result: _Parsed) -> _Seen:
-        """Record what parsing one file gave: keep its last good version, log, cache."""
+    def _parsed(self, entry: Entry, result: _Parsed, *, fresh: bool = True) -> _Seen:
+        """Record what one file gave (parsed now if `fresh`, else from the cache): keep
+        its last good version, and the cache row to write."""
         parsed, intro, row = result.parsed, result.intro, result.row
-        if not result.read:
-            return _Seen(size, mtime_ns, parsed)
-        self.parse_count += 1
-        last_good = old.parsed.item if (old := self._seen.get(entry.path)) is not None else None
-        if entry.kind == "item" and parsed.item is None and last_good is not None:
-            # A typo must not make a published item vanish from readers' feeds.
-            note = Problem(entry.path, None, "warning", "the last good version stays published")
-            parsed = ParsedFile(last_good, (*parsed.problems, note))
-            row = encode(parsed, intro) if self.cache.enabled else None
-        for problem in parsed.problems:
-            log.warning("%s", problem)
+        if fresh:
+            self.parse_count += 1
+        if entry.kind == "item" and parsed.item is None:
+            last_good = self._last_good_item(entry.path)
+            if last_good is not None:
+                # A typo must not make a published item vanish from readers' feeds, not
+                # even after a restart: the cache's row for the file carries it on.
+                note = Problem(
+                    entry.path, None, "warning",
+                    f"served from its last good version ({last_good.title!r}) until the "
+                    "errors are fixed",
+                )  # fmt: skip
+                parsed = ParsedFile(last_good, (*parsed.problems, note))
+                row = _encoded(parsed, intro) if self.cache.enabled and result.read else None
+        item = parsed.item
+        # An item read from another version of its file than the one there now is a last
+        # good version standing in: its body cannot be read back from the file.
+        if item is not None and (item.source.size, item.source.mtime_ns) != entry[3:]:
+            self._last_good.add(entry.path)
+        else:
+            self._last_good.discard(entry.path)
         if row is not None:
-            self._parsed_now.append((entry.path, size, mtime_ns, row))
-        return _Seen(size, mtime_ns, parsed, intro)
+            self._parsed_now.append((entry.path, entry.size, entry.mtime_ns, row))
+        # A file that could not be read is looked at again on every scan: making it
+        # readable (chmod) changes no size or mtime.
+        mtime_ns = entry.mtime_ns if result.read else -1
+        return _Seen(entry.size, mtime_ns, parsed, intro)
 
-    def _walk(self) -> Iterator[_Entry]:
-        """Every file that is meant to be read, and a problem for each that must not be."""
-        root = self.root.resolve()
-        folders: list[str] = []
-        try:
-            top = sorted(os.scandir(root), key=lambda e: e.name)
-        except OSError as error:
-            message = f"cannot read the items folder: {error.strerror}"
-            yield _Entry(".", "problem", Problem(str(self.root), None, "error", message))
-            self._folders = ()
-            return
-        for folder in top:
-            if folder.name == INTRO_FOLDER and folder.is_dir(follow_symlinks=False):
-                yield from self._walk_folder(root, folder, "intro")
-            elif itemfile.ignored(folder.name):
-                continue
-            elif not folder.is_dir():
-                message = "item files go in a category folder: items/<category>/<file>"
-                yield _Entry(folder.name, "problem", Problem(folder.name, None, "error", message))
-            elif not _inside(root, folder.path):
-                yield _Entry(folder.name, "problem", _outside(folder.name))
-            else:
-                if folder.name not in RESERVED_NAMES and is_valid_name(folder.name):
-                    folders.append(folder.name)
-                # parse_item reports a bad folder name once for each file in it
-                yield from self._walk_folder(root, folder, "item")
-        self._folders = tuple(folders)
-
-    def _walk_folder(self, root: Path, folder: os.DirEntry[str], kind: str) -> Iterator[_Entry]:
-        try:
-            entries = sorted(os.scandir(folder.path), key=lambda e: e.name)
-        except OSError as error:
-            message = f"cannot read the folder: {error.strerror}"
-            yield _Entry(folder.name, "problem", Problem(folder.name, None, "error", message))
-            return
-        for entry in entries:
-            found = _classify(root, folder.name, kind, entry.name, entry.path,
-                              entry.is_symlink, entry.is_dir, entry.is_file)  # fmt: skip
-            if found is not None:
-                yield found
-
-    def _list_paths(
-        self, paths: set[str]
-    ) -> tuple[list[tuple[_Entry, _Stat]], list[Problem], set[str]] | None:
-        """`_list` for a few files named by file events; None when only a full scan will do
-        (a path outside a known folder, such as a new category)."""
-        root = self.root.resolve()
-        listed, problems, gone = [], [], set()
-        for path in paths:
-            folder, _, name = path.partition("/")
-            if "/" in name or not name:
-                return None
-            if folder == INTRO_FOLDER:
-                kind = "intro"
-            elif folder in self._folders:
-                kind = "item"
-            else:
-                return None
-            full = os.path.join(root, folder, name)
-            tests = (
-                partial(test, full) for test in (os.path.islink, os.path.isdir, os.path.isfile)
-            )
-            found = _classify(root, folder, kind, name, full, *tests)
-            try:
-                if found is None:
-                    gone.add(path)
-                elif found.problem is not None:
-                    problems.append(found.problem)
-                else:
-                    listed.append((found, _stat(full)))
-            except OSError:
-                gone.add(path)
-        return listed, problems, gone
+    def _last_good_item(self, path: str) -> Item | None:
+        """The item the file at `path` gave last time it was good: from this process's
+        memory, else from the cache (what it read before a restart)."""
+        old = self._seen.get(path)
+        if old is not None:
+            return old.parsed.item
+        return self.cache.stored_item(path)
 
     # -- building ------------------------------------------------------------------------
 
@@ -413,20 +425,22 @@ class Store:
         for path in changed | removed:
             result = found.get(path)
             self._file_problems.pop(path, None)
+            self._render_problems.pop(path, None)
             self._intros.pop(path, None)
             if result is not None and result.parsed.problems:
                 self._file_problems[path] = result.parsed.problems
             if result is not None and result.intro is not None:
                 self._intros[path] = result.intro
 
-    def _build(self) -> Snapshot:
+    def _build(self, index: Index | None = None, extra: tuple[Problem, ...] = ()) -> Snapshot:
         """A snapshot of the index at the clock's time: slices, not a pass over every item."""
         now = self.clock()
         intros = {intro.week: intro for intro in self._intros.values()}
-        view = self._index.view(now, self._folders, intros)
-        problems = [*self._scan_problems, *view.problems]
+        view = (index or self._index).view(now, self._folders, intros)
+        problems = [*extra, *self._scan_problems.values(), *view.problems]
         for file_problems in self._file_problems.values():
             problems.extend(file_problems)
+        problems.extend(self._render_problems.values())
         return Snapshot(
             now=now,
             items=view.items,
@@ -444,6 +458,7 @@ class Store:
             pages=view.pages,
             stale=self._carried_over(),
             refresh=self._refresher.ask if self._refresher is not None else None,
+            report=self.report,
         )
 
     def _carried_over(self) -> dict[Any, Any]:
@@ -471,7 +486,12 @@ class Store:
     # -- lazy bodies ---------------------------------------------------------------------
 
     def content_of(self, item: Item) -> Content:
-        """An item's rendered body, memoised per file version (DESIGN §Cost model)."""
+        """An item's rendered body, memoised per file version.
+
+        Never raises: a body that cannot be read or rendered (behind the fault barrier)
+        is reported as its file's problem, and the item is shown without it (its title,
+        and its summary if the front matter has one).
+        """
         key = (item.source.digest, item.path)
         held = self._held.get(key)
         if held is not None:
@@ -483,15 +503,43 @@ class Store:
                 return cached
         content = self.cache.content(item.source.digest, item.path)
         if content is None:
-            data, current = self._read_version(item.source.path, item.source.digest)
-            content = itemfile.render_body(item, data, self.settings.base_url)
-            if current:  # never file a newer body under an older version's digest
-                self.cache.store_content(item.source.digest, item.path, content)
+            found = faults.attempt(
+                item.source.path, "rendering its body", partial(self._render, item)
+            )
+            if isinstance(found, Problem):
+                self.report(item.source.path, found)
+                content = Content("", item.summary or "")
+            else:
+                content = found
         with self._content_lock:
             self._contents[key] = content
             while len(self._contents) > CONTENT_CACHE_SIZE:
                 self._contents.popitem(last=False)
         return content
+
+    def _render(self, item: Item) -> Content:
+        data, current = self._read_version(item.source.path, item.source.digest)
+        content = itemfile.render_body(item, data, self.settings.base_url)
+        # A last good version's own bytes are gone: its body is the one its file gives
+        # now, kept under its version for good, so that it stays the same across renders.
+        if current or item.source.path in self._last_good:
+            self.cache.store_content(item.source.digest, item.path, content)
+        else:  # never file a newer body under an older version's digest
+            self._stale_reads += 1
+        return content
+
+    def report(self, path: str, problem: Problem) -> None:
+        """A problem found after the load (rendering a file's body): logged once, and
+        listed until the file changes."""
+        if self._render_problems.get(path) != problem:
+            self._render_problems[path] = problem
+            faults.log_problems([problem])
+
+    def problems(self, snapshot: Snapshot) -> tuple[Problem, ...]:
+        """The snapshot's problems and those found since it was built."""
+        known = set(snapshot.problems)
+        later = [p for p in list(self._render_problems.values()) if p not in known]
+        return (*snapshot.problems, *later) if later else snapshot.problems
 
     @contextmanager
     def bodies(self, items: Iterable[Item]) -> Iterator[None]:
@@ -575,23 +623,28 @@ class Store:
         return signature in self._documents or self.cache.has_document(signature)
 
     def intro_of(self, intro: Intro) -> str:
-        data, _ = self._read_version(intro.source.path, intro.source.digest)
-        base = f"{self.settings.base_url}/weekly/{intro.week}"
-        return itemfile.render_markup(itemfile.body_of(data), "markdown", base)
+        """A weekly introduction's HTML; "" (the roundup writes its own) if it fails."""
+
+        def render() -> str:
+            data, _ = self._read_version(intro.source.path, intro.source.digest)
+            base = f"{self.settings.base_url}/weekly/{intro.week}"
+            return itemfile.render_markup(itemfile.body_of(data), "markdown", base)
+
+        found = faults.attempt(intro.source.path, "rendering it", render)
+        if isinstance(found, Problem):
+            self.report(intro.source.path, found)
+            return ""
+        return found
 
     def _read_version(self, path: str, digest: str) -> tuple[bytes, bool]:
         """A file's bytes, and whether they are still the version scanned (`digest`).
 
         If the file changed since the scan, its newer bytes: a reload follows.
         """
-        try:
-            data = (self.root / path).read_bytes()
-        except OSError as error:
-            log.warning("%s: cannot read the body: %s", path, error.strerror)
-            return b"", False
+        data = read_file(os.path.join(self.root, path))
         if itemfile.digest(data) != digest:
-            log.info("%s changed since the last scan; rendering its newer body", path)
-            self._stale_reads += 1
+            if path not in self._last_good:
+                log.info("%s changed since the last scan; rendering its newer body", path)
             return data, False
         return data, True
 
@@ -677,16 +730,49 @@ class _Refresher:
                 done.set()  # also when a newer snapshot asked meanwhile
 
 
-def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
-    """An item's body, rendered; None if its file changed since the scan (`content_of`
-    then deals with it). Pure but for the read, for helper processes (`parallel`)."""
+def read_file(full: str, limit: int = itemfile.MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, refusing one over `limit` bytes before reading it.
+
+    Opened without blocking and checked after opening: a name that became a FIFO since
+    the scan would otherwise block the reading thread for good, and the size is the
+    file's own, not what was read of it.
+    """
+    descriptor = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        data = (root / item.source.path).read_bytes()
-    except OSError:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.ENXIO, "not a regular file")
+        if info.st_size > limit:
+            raise TooLarge(info.st_size, limit)
+        data = os.read(descriptor, info.st_size + 1)
+        while len(data) > info.st_size and len(data) <= limit:  # it grew since the fstat
+            more = os.read(descriptor, limit + 1 - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) > limit:
+            raise TooLarge(len(data), limit)
+        return data
+    finally:
+        os.close(descriptor)
+
+
+class TooLarge(ValueError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"file is {size:,} bytes, over the limit of {limit:,}")
+
+
+def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
+    """An item's body, rendered; None if its file changed since the scan, or anything
+    failed (`content_of` then deals with it, and reports it). Pure but for the read, for
+    helper processes (`parallel`)."""
+    try:
+        data = read_file(os.path.join(root, item.source.path))
+        if itemfile.digest(data) != item.source.digest:
+            return None
+        return itemfile.render_body(item, data, base_url)
+    except Exception:  # the barrier is content_of's, which does it again in the open
         return None
-    if itemfile.digest(data) != item.source.digest:
-        return None
-    return itemfile.render_body(item, data, base_url)
 
 
 class _Parsed(NamedTuple):
@@ -696,11 +782,13 @@ class _Parsed(NamedTuple):
     row: str | None  # the cache's row for it, when cached
     zone: str = "UTC"  # the site's time zone, which `decode` needs
 
-    def __reduce__(self) -> tuple[Callable[..., _Parsed], tuple[Any, ...]]:
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """A helper process sends the cache's JSON row, not the objects: encoding and
         decoding it cost a third of pickling and unpickling the `Item` (a slots
         dataclass, pickled field by field in Python), and the row is made anyway."""
-        row = self.row if self.row is not None else encode(self.parsed, self.intro)
+        row = self.row if self.row is not None else _encoded(self.parsed, self.intro)
+        if row is None:  # it cannot be encoded: as objects, then
+            return _Parsed, (self.parsed, self.intro, self.read, None, self.zone)
         return _from_row, (row, self.read, self.row is not None, self.zone)
 
 
@@ -709,59 +797,35 @@ def _from_row(row: str, read: bool, keep_row: bool, zone: str) -> _Parsed:
     return _Parsed(parsed, intro, read, row if keep_row else None, zone)
 
 
-def _read_and_parse(settings: Settings, cached: bool, task: tuple[_Entry, int, int]) -> _Parsed:
-    """Read and parse one file, and encode the cache row (`cached`) while at it.
+def _encoded(parsed: ParsedFile, intro: Intro | None) -> str | None:
+    """The cache row for a parse result, or None if it cannot be made (then the file is
+    parsed again next time rather than cached)."""
+    found = faults.attempt("", "encoding its cache row", lambda: encode(parsed, intro))
+    return None if isinstance(found, Problem) else found
 
-    Pure but for the read, so that helper processes can run it (`parallel`).
-    """
-    entry, size, mtime_ns = task
+
+def _read_and_parse(settings: Settings, cached: bool, entry: Entry) -> _Parsed:
+    """Read and parse one file behind the fault barrier, and encode its cache row
+    (`cached`) while at it. Never raises: helper processes run it (`parallel`), and one
+    file must not fail the others of its batch."""
     try:
-        with open(entry.full, "rb") as handle:
-            # Enough to see the file is too large; a 1 MiB buffer per read is not free.
-            data = handle.read(min(size, itemfile.MAX_FILE_BYTES) + 1)
-    except OSError as error:
-        problem = Problem(entry.path, None, "error", f"cannot read: {error.strerror}")
+        data = read_file(entry.full)
+    except TooLarge as error:  # the file is fine to look at, just too large to publish
+        problem = Problem(entry.path, None, "error", str(error))
+        return _Parsed(ParsedFile(None, (problem,)), None, True, None, settings.timezone)
+    except Exception as error:
+        problem = faults.problem(entry.path, "reading it", error)
         return _Parsed(ParsedFile(None, (problem,)), None, False, None, settings.timezone)
-    intro = None
-    if entry.kind == "intro":
-        intro, problems = itemfile.parse_intro(entry.path, data, mtime_ns)
-        parsed = ParsedFile(None, tuple(problems))
-    else:
-        parsed = itemfile.parse_item(entry.path, data, settings, mtime_ns)
-    row = encode(parsed, intro) if cached else None
+
+    def parse() -> tuple[ParsedFile, Intro | None]:
+        if entry.kind == "intro":
+            intro, problems = itemfile.parse_intro(entry.path, data, entry.mtime_ns)
+            return ParsedFile(None, tuple(problems)), intro
+        return itemfile.parse_item(entry.path, data, settings, entry.mtime_ns), None
+
+    found = faults.attempt(entry.path, "parsing it", parse)
+    if isinstance(found, Problem):
+        return _Parsed(ParsedFile(None, (found,)), None, True, None, settings.timezone)
+    parsed, intro = found
+    row = _encoded(parsed, intro) if cached else None
     return _Parsed(parsed, intro, True, row, settings.timezone)
-
-
-def _classify(
-    root: Path,
-    folder: str,
-    kind: str,
-    name: str,
-    full: str,
-    is_symlink: Callable[[], bool],
-    is_dir: Callable[[], bool],
-    is_file: Callable[[], bool],
-) -> _Entry | None:
-    """What one name in a category (or the intro) folder is: a file to read, a problem, or
-    nothing (an editor leftover, or gone). The scan and file events share this rule."""
-    path = f"{folder}/{name}"
-    if itemfile.ignored(name):
-        return None
-    # Only a link can lead out of a folder that is itself inside (checked by the scan).
-    if is_symlink() and not _inside(root, full):
-        return _Entry(path, "problem", _outside(path))
-    if is_dir():
-        message = "folders inside a category are not read; move its files up"
-        return _Entry(path, "problem", Problem(path, None, "warning", message))
-    if is_file():
-        return _Entry(path, kind, full=full)
-    return None
-
-
-def _inside(root: Path, path: str) -> bool:
-    """Whether `path`, with every link followed, is still under `root`."""
-    return Path(os.path.realpath(path)).is_relative_to(root)
-
-
-def _outside(path: str) -> Problem:
-    return Problem(path, None, "error", "is a link to outside the items folder; refused")

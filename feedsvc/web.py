@@ -9,7 +9,7 @@ Flask's routing, with the same `answer` the routes use.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -26,9 +26,9 @@ from werkzeug.http import (
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-from feedsvc import render, weekly
+from feedsvc import faults, render, weekly
 from feedsvc.config import Settings
-from feedsvc.model import FORMATS, FeedKey, Snapshot
+from feedsvc.model import FORMATS, Content, FeedKey, Snapshot
 from feedsvc.store import Clock, Store
 
 bp = Blueprint("feedsvc", __name__)
@@ -163,12 +163,20 @@ def page_number() -> int:
 
 
 def send_page(
-    snapshot: Snapshot, key: tuple[str, ...], template: str, **context: object
+    snapshot: Snapshot,
+    key: tuple[str, ...],
+    template: str,
+    page: Callable[[], str] | None = None,
+    **context: object,
 ) -> Response:
-    """An HTML page, rendered once per snapshot like the feeds."""
+    """An HTML page, rendered once per snapshot like the feeds: `template` with `context`,
+    or what `page()` renders."""
 
     def build() -> render.Document:
-        body = render_template(template, snapshot=snapshot, site=settings(), **context)
+        if page is not None:
+            body = page()
+        else:
+            body = render_template(template, snapshot=snapshot, site=settings(), **context)
         newest = context.get("updated")
         return render.make_document(
             body.encode("utf-8"), "html", newest if isinstance(newest, datetime) else None
@@ -223,8 +231,20 @@ def item(category: str, page: str) -> Response:
     found = snapshot.page(category, page)
     if found is None:
         abort(404)
+
+    def item_page() -> str:
+        """The page behind the fault barrier: if it cannot be written with the item's body,
+        it is written without, and the file's problem says why."""
+        context = {"snapshot": snapshot, "site": settings(), "item": found}
+        try:
+            return render_template("item.html", content=snapshot.content_of(found), **context)
+        except Exception as error:
+            path = found.source.path
+            snapshot.report(path, faults.problem(path, "rendering its page", error))
+            return render_template("item.html", content=Content("", ""), **context)
+
     return send_page(
-        snapshot, ("item", category, page), "item.html", item=found, updated=found.updated
+        snapshot, ("item", category, page), "item.html", item_page, updated=found.updated
     )
 
 
@@ -246,17 +266,29 @@ def week(name: str) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    snapshot = store().snapshot()
-    errors = sum(1 for p in snapshot.problems if p.severity == "error")
+    feeds = store()
+    snapshot = feeds.snapshot()
+    problems = feeds.problems(snapshot)
+    errors = [p for p in problems if p.severity == "error"]
+    failure = feeds.failure
     body = {
-        "status": "ok",
+        # "failing": the last reload failed as a whole, so changes to the folder are not
+        # published; what was published before is still served.
+        "status": "ok" if failure is None else "failing",
         "items": len(snapshot.items),
         "categories": len(snapshot.categories),
         "weeks": len(snapshot.weeks),
         "files": snapshot.file_count,
-        "errors": errors,
-        "warnings": len(snapshot.problems) - errors,
+        "refused": len({p.path for p in errors}),  # files with an error: not published as is
+        "errors": len(errors),
+        "warnings": len(problems) - len(errors),
         "documents_rendered": sum(snapshot.renders.values()),
+        "reload": {
+            "ok": failure is None,
+            "failing_since": failure.since.isoformat() if failure else None,
+            "last_failure": failure.at.isoformat() if failure else None,
+            "error": failure.message if failure else None,
+        },
     }
     response = Response(json.dumps(body) + "\n", content_type="application/json", headers=NOSNIFF)
     response.cache_control.no_store = True

@@ -157,3 +157,43 @@ def test_an_upload_through_a_temporary_name_is_published_once_complete(
     assert titles(server) == [], ".part files are upload leftovers, never published"
     shutil.move(partial, items / "news" / "2020-09-30-upload.md")
     everywhere(server, lambda s: titles(s) == ["Uploaded"])
+
+
+def test_broken_saves_by_editors_never_unpublish_an_item(live: tuple[Server, Path]) -> None:
+    """Editors and `sed -i` save a file by writing a new one and renaming it over the old,
+    or by moving the old one away first; a broken save keeps the last good version, and
+    at no moment does either worker answer 404 for the item."""
+    server, items = live
+    path = write(items, "2020-09-30-alpha.md", "Alpha", extra="tags: [x, y]\n")
+    good, broken = path.read_text(), path.read_text().replace("[x, y]", "[x, y")
+    everywhere(server, lambda s: titles(s) == ["Alpha"])
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            statuses.append(server.request("/items/news/alpha")[0])
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    try:
+        for text, errors in ((broken, 1), (good, 0), (broken, 1), (good, 0)):
+            # sed -i: a new file under another name, renamed over the old one
+            temporary = path.with_name("sedX4fQ2a")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, path)
+            everywhere(server, lambda s, errors=errors: health(s)["errors"] == errors)
+            # an editor that moves the old file away, then writes the new one
+            backup = path.with_name(path.name + "~")
+            os.rename(path, backup)
+            time.sleep(0.6)  # long enough for a reload to look while the name is free
+            path.write_text(text, encoding="utf-8")
+            backup.unlink()
+            everywhere(server, lambda s, errors=errors: health(s)["errors"] == errors)
+    finally:
+        stop.set()
+        for poller in pollers:
+            poller.join()
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    assert titles(server) == ["Alpha"]

@@ -12,6 +12,7 @@ import pytest
 
 from feedsvc import parallel, store
 from feedsvc.model import FeedKey
+from feedsvc.scanning import Entry
 from tests.conftest import Site
 
 MANY = parallel.MIN_TASKS + 50
@@ -119,8 +120,8 @@ def test_a_parse_result_crosses_processes_as_its_cache_row(site: Site, cached: b
     for path, kind in (("news/2020-09-30-hello.md", "item"), ("_weekly/2020-W40.md", "intro")):
         full = str(site.items / path)
         stat = os.stat(full)
-        entry = store._Entry(path, kind, full=full)
-        result = store._read_and_parse(settings, cached, (entry, stat.st_size, stat.st_mtime_ns))
+        entry = Entry(path, kind, full, stat.st_size, stat.st_mtime_ns)
+        result = store._read_and_parse(settings, cached, entry)
 
         data = pickle.dumps(result)
         copy = pickle.loads(data)

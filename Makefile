@@ -13,8 +13,8 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test lint typecheck unit
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check feedsvc tests benchmarks wsgi.py
-	$(BIN)/ruff format --check feedsvc tests benchmarks wsgi.py
+	$(BIN)/ruff check feedsvc tests benchmarks wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check feedsvc tests benchmarks wsgi.py gunicorn.conf.py
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict feedsvc

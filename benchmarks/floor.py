@@ -2,10 +2,12 @@
 
 It serves bytes saved from a running feedsvc server, from memory, with the same ETag and
 Content-Type, and answers `If-None-Match` with 304 through Werkzeug's `make_conditional`,
-as feedsvc does. Run under the same gunicorn settings as `feedsvc serve`, its requests/s
-is what Flask + gunicorn cost on their own; feedsvc's throughput is reported against it.
+as feedsvc does. Run under the same gunicorn settings as `feedsvc serve` (those of
+`feedsvc.serving.command_line()`: the same worker class and threads), its requests/s is
+what Flask + gunicorn cost on their own; feedsvc's throughput is reported against it.
 
-    gunicorn --workers 2 --no-control-socket \
+    gunicorn --workers 2 --worker-class feedsvc.serving.HeadFirstWorker --threads 8 \
+        --timeout 300 --preload --no-control-socket \
         "benchmarks.floor:create_app('/tmp/feedsvc-bench/10000/floor/all.atom')"
 
 `create_app(document)` reads `document` (the body) and `document + ".json"` (see

@@ -14,6 +14,9 @@ then measures against the real `feedsvc serve` (gunicorn, 2 workers, 127.0.0.1 o
 
 and peak RSS per worker. The report (docs/benchmarks.md) is rewritten except for the text
 under its `## Notes` heading. Every server is stopped by its pid, every wait is bounded.
+`--serving-only` takes measure 4 alone, e.g. at 10,000 items:
+
+    python -m benchmarks.run --sizes 10000 --serving-only --out /tmp/serving.md
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from werkzeug.http import unquote_etag
 
 from benchmarks import corpus
 from benchmarks.floor import DocumentHeaders, save_document
+from feedsvc import serving
 
 TOP = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -296,6 +300,7 @@ class Bench:
     rounds: int
     quiet_wait: float
     build: bool = True
+    serving_only: bool = False  # only the serving measure (wrk, feedsvc against the floor)
     servers: list[Server] = field(default_factory=list)
 
     def size_dir(self, n: int) -> Path:
@@ -360,7 +365,7 @@ class Bench:
             sys.executable, "-m", "gunicorn",
             "--bind", f"{HOST}:{{port}}",
             "--workers", str(WORKERS),
-            "--no-control-socket",  # as `feedsvc serve` passes it
+            *serving.command_line(),  # feedsvc's worker, threads and the rest, as `serve`
             "--pythonpath", str(TOP),
             f"benchmarks.floor:create_app({str(document)!r})",
         ]  # fmt: skip
@@ -843,7 +848,6 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
     result.corpus_seconds = ensure_corpus(bench, n)
     made = result.corpus_seconds
     log(f"corpus: {'reused' if made is None else f'generated in {made:.1f} s'}")
-    items = bench.size_dir(n) / "items"
 
     @contextlib.contextmanager
     def phase(name: str) -> Iterator[None]:
@@ -853,6 +857,28 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
             result.failures.append(f"{name}: {error}")
             log(f"{name} FAILED: {error}")
 
+    if not bench.serving_only:
+        measure_startups(bench, result, phase, log)
+    with phase("serving"):
+        result.serving = measured = measure_serving(bench, result)
+        log(f"serving: feedsvc/floor {measured.ratio('200'):.2f} for 200s, "
+            f"{measured.ratio('304'):.2f} for 304s")  # fmt: skip
+    if bench.build and not bench.serving_only:
+        with phase("build"):
+            result.build = measure_build(bench, n)
+            log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
+    return result
+
+
+def measure_startups(
+    bench: Bench,
+    result: SizeResult,
+    phase: Callable[[str], contextlib.AbstractContextManager[None]],
+    log: Callable[[str], None],
+) -> None:
+    """Cold start, warm restart and the new files, on servers of their own."""
+    n = result.n
+    items = bench.size_dir(n) / "items"
     shutil.rmtree(bench.size_dir(n) / "cache", ignore_errors=True)
     with phase("cold start"):
         server, result.cold = measure_startup(bench, "cold", n)
@@ -886,15 +912,6 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
     finally:
         for extra in corpus.extra_files(items):
             extra.unlink()
-    with phase("serving"):
-        result.serving = serving = measure_serving(bench, result)
-        log(f"serving: feedsvc/floor {serving.ratio('200'):.2f} for 200s, "
-            f"{serving.ratio('304'):.2f} for 304s")  # fmt: skip
-    if bench.build:
-        with phase("build"):
-            result.build = measure_build(bench, n)
-            log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
-    return result
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -1213,7 +1230,8 @@ METHOD = f"""
 - **Serving**: a fresh feedsvc server on the same cache (no access log) and, beside it,
   `benchmarks/floor.py` (Flask; the same body, ETag and Content-Type, from memory;
   `make_conditional` for the 304) under the same gunicorn settings (`--workers {WORKERS}
-  --no-control-socket`). After a 2-s wrk warm-up of each, in rounds (`--rounds`):
+  {shlex.join(serving.command_line())}`, feedsvc's worker and threads: feedsvc.serving).
+  After a 2-s wrk warm-up of each, in rounds (`--rounds`):
   `wrk {" ".join(WRK_ARGS)} -d<duration> http://127.0.0.1:P{NEW_FILE_URL}` against one
   server then the other, and the same with `-H 'If-None-Match: <its ETag>'`; the order
   alternates from round to round, and before each run the suite waits until both servers
@@ -1312,6 +1330,8 @@ def main(argv: list[str] | None = None) -> int:
     option("--build-timeout", type=float, default=3600, help="seconds, per build")
     option("--no-build", dest="build", action="store_false",
            help="skip `feedsvc build` (about 60%% of a full run's time)")  # fmt: skip
+    option("--serving-only", action="store_true",
+           help="only the serving measure: wrk against feedsvc and the floor app")  # fmt: skip
     args = parser.parse_args(argv)
     if not (BIN / "feedsvc").exists():
         parser.error(f"{BIN / 'feedsvc'} not found: run with the project's .venv/bin/python")
@@ -1332,6 +1352,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         quiet_wait=args.quiet_wait,
         build=args.build,
+        serving_only=args.serving_only,
     )
     bench.work.mkdir(parents=True, exist_ok=True)
     started, code = datetime.now(UTC), code_version()

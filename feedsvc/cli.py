@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import unicodedata
 from dataclasses import replace
@@ -49,24 +50,27 @@ def main() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the feeds with gunicorn (production server)."""
+    from feedsvc import serving
+
     _settings()  # a bad configuration stops here, with one clear message
+    try:
+        serving.header_timeout()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     argv = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "feedsvc:create_app()",
     ]  # fmt: skip
-    # Defaults an operator can extend in GUNICORN_CMD_ARGS (later flags win): --preload,
-    # so the items are loaded and the first pages rendered once, in the master, and the
-    # workers share them (each then watches the folder itself: feedsvc.watch); no control
-    # socket (gunicorn 27 would write one under ~/.gunicorn); and a timeout long enough
-    # for an old page of a very large weekly feed, which renders on request (about a
-    # minute at 100,000 items): past gunicorn's 30 s default the worker would be killed.
-    defaults = f"{SERVE_DEFAULTS} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
+    # feedsvc's gunicorn settings (feedsvc.serving: its worker, threads, timeout,
+    # --preload, no control socket) go first in GUNICORN_CMD_ARGS, where an operator's
+    # own flags, coming later, win.
+    operator = os.environ.get("GUNICORN_CMD_ARGS", "")
+    defaults = f"{shlex.join(serving.command_line())} {operator}".strip()
     os.execve(sys.executable, argv, {**os.environ, "GUNICORN_CMD_ARGS": defaults})
 
 
-SERVE_DEFAULTS = "--preload --no-control-socket --timeout 300"
 PROGRESS_THRESHOLD = 2000  # files; below this a check is over before a bar would help
 
 

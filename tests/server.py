@@ -47,11 +47,22 @@ class Server:
         return {line.split()[0] for line in lines if line.strip()}
 
 
+#: Workers gunicorn.conf.py (the repository's) starts, as `feedsvc serve` does.
+DEFAULT_WORKERS = 2
+
+
 @contextmanager
 def running_server(
-    env: Mapping[str, str] | None = None, workers: int = 2, argv: list[str] | None = None
+    env: Mapping[str, str] | None = None,
+    workers: int | None = None,
+    argv: list[str] | None = None,
 ) -> Iterator[Server]:
-    """gunicorn with `wsgi:app` from the repository (or `argv`), until the block ends."""
+    """`gunicorn wsgi:app` run from the repository (or `argv`), until the block ends.
+
+    gunicorn then reads the repository's gunicorn.conf.py, as an operator's would: no
+    flag but the address (and `--workers`, when given) is added to its settings. With
+    `argv`, `workers` is only how many workers to wait for.
+    """
     port = free_port()
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     access_log = log_dir / f"feedsvc-access-{port}.log"
@@ -59,8 +70,7 @@ def running_server(
     command = [part.format(port=port) for part in argv] if argv else [
         sys.executable, "-m", "gunicorn",
         "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
-        "--no-control-socket",
+        *(["--workers", str(workers)] if workers else []),
         "wsgi:app",
     ]  # fmt: skip
     # gunicorn reads extra settings from GUNICORN_CMD_ARGS: the access log names the
@@ -75,7 +85,7 @@ def running_server(
     )
     server = Server(port, process, access_log)
     try:
-        _wait_until_ready(server, workers)
+        _wait_until_ready(server, workers or DEFAULT_WORKERS)
         yield server
     finally:
         stop(process, signal.SIGTERM)

@@ -266,10 +266,30 @@ def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
     [(_, argv, env)] = calls
     assert argv[1:] == ["-m", "gunicorn", "--bind", "127.0.0.1:8123", "--workers", "3",
                         "feedsvc:create_app()"]  # fmt: skip
-    # The operator's flags come last, so they win (--timeout 60 over the default 300).
+    # feedsvc's settings (feedsvc.serving) come first; the operator's flags come last, so
+    # they win (--timeout 60 over the default 300).
     assert env["GUNICORN_CMD_ARGS"] == (
-        "--preload --no-control-socket --timeout 300 --timeout 60 --access-logfile -"
+        "--worker-class feedsvc.serving.HeadFirstWorker --threads 8 --timeout 300 --preload "
+        "--no-control-socket --timeout 60 --access-logfile -"
     )
+
+
+def test_serve_refuses_a_header_timeout_that_is_not_a_number_of_seconds(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.execve", lambda *_: pytest.fail("gunicorn should not start"))
+    monkeypatch.setenv("FEEDSVC_HEADER_TIMEOUT", "soon")
+    result = run(runner, "serve")
+    assert result.exit_code == 1
+    assert "FEEDSVC_HEADER_TIMEOUT='soon'" in result.output
+
+
+def test_serve_starts_as_many_workers_as_gunicorn_conf_does() -> None:
+    from feedsvc import serving
+    from feedsvc.cli import serve
+
+    [workers] = [option for option in serve.params if option.name == "workers"]
+    assert workers.default == serving.WORKERS
 
 
 def test_the_command_imports_the_app_only_when_a_command_needs_it() -> None:

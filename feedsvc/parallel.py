@@ -19,6 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+from feedsvc import lifecycle
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -73,8 +75,13 @@ def _in_processes(
     context = multiprocessing.get_context("fork")
     results: list[R] = []
     # A helper's collector leaves alone what it inherited (`gc.freeze`): walking the
-    # parent's loaded items would cost time and copy their pages for nothing.
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=gc.freeze) as pool:
+    # parent's loaded items would cost time and copy their pages for nothing. A helper
+    # only computes and exits, so the process's fork hooks (lifecycle) are not run: the
+    # store's would wait for the reload lock this very reload holds.
+    with (
+        lifecycle.without_hooks(),
+        ProcessPoolExecutor(processes, mp_context=context, initializer=gc.freeze) as pool,
+    ):
         for chunk in pool.map(_run_chunk, [(function, chunk) for chunk in chunks]):
             results.extend(chunk)
             if progress is not None:

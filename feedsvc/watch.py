@@ -4,22 +4,24 @@ File-system events (watchdog) wake a reload thread; bursts are debounced into on
 reload, and a reload waits until the changed files have settled (are no longer being
 written). A periodic re-scan is the safety net for lost events (network filesystems).
 Its interval grows with the cost of a scan, so a large folder is not scanned hot.
+
+The time the watcher keeps (`Timing`) and where its events come from (`Observe`) are
+parameters, so a test can feed it events and move its time by hand.
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import logging
 import os
 import threading
 import time
-import weakref
+from collections.abc import Callable
+from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 
+from feedsvc import lifecycle
 from feedsvc.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,66 @@ MAX_TARGETED = 2_000  # more changed files than this in one burst: scan the fold
 _CHANGES = {"created", "deleted", "modified", "moved", "closed"}
 
 
-class _Changes(FileSystemEventHandler):
-    """Collects the files that events name; a folder event asks for a full scan."""
+class Signal(Protocol):
+    """What the watcher waits on: `threading.Event`'s interface."""
 
-    def __init__(self, root: str, wake: threading.Event) -> None:
-        self.root = root
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Timing(Protocol):
+    """The watcher's time: `now()` in seconds (for measuring), and the signals whose
+    `wait(timeout)` times its debounce, settle and re-scan waits. One object gives both,
+    so a clock a test moves by hand can also wake those waits when a signal is set."""
+
+    def now(self) -> float: ...
+    def signal(self) -> Signal: ...
+
+
+class SystemTiming:
+    """Real time: `time.perf_counter` and `threading.Event`."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def signal(self) -> Signal:
+        return threading.Event()
+
+
+class Observation(Protocol):
+    """A running source of file events, as `Observe` started it."""
+
+    def stop(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+#: Starts delivering the events under a folder (recursively) to a handler; raises OSError
+#: when it cannot (the periodic re-scan then keeps the feeds fresh on its own).
+Observe = Callable[[FileSystemEventHandler, str], Observation]
+
+
+def watchdog_observe(handler: FileSystemEventHandler, folder: str) -> Observation:
+    observer = Observer()
+    observer.schedule(handler, folder, recursive=True)
+    observer.daemon = True
+    observer.start()
+    return observer
+
+
+class _Changes(FileSystemEventHandler):
+    """Collects the files that events name, relative to the items folder; a folder event,
+    or a path outside the folder, asks for a full scan.
+
+    `roots` are the forms of the folder's path that events may start with: resolved
+    (links followed; what the observer is given) and as configured (an observer may
+    report paths through a link). A path is never resolved itself: a link inside the
+    folder is an item of its own, not its target.
+    """
+
+    def __init__(self, roots: tuple[str, ...], wake: Signal) -> None:
+        self.prefixes = tuple(os.path.join(root, "") for root in dict.fromkeys(roots))
         self.wake = wake
         self.lock = threading.Lock()
         self.paths: set[str] | None = set()  # None: scan everything
@@ -54,11 +111,24 @@ class _Changes(FileSystemEventHandler):
                 self.paths = None
             elif self.paths is not None:
                 for path in (event.src_path, getattr(event, "dest_path", "")):
-                    if path:
-                        self.paths.add(os.path.relpath(os.fsdecode(path), self.root))
-                if len(self.paths) > MAX_TARGETED:
+                    if not path:
+                        continue
+                    relative = self._relative(os.fsdecode(path))
+                    if relative is None:
+                        self.paths = None
+                        break
+                    self.paths.add(relative)
+                if self.paths is not None and len(self.paths) > MAX_TARGETED:
                     self.paths = None
         self.wake.set()
+
+    def _relative(self, path: str) -> str | None:
+        """`path` relative to the items folder, or None when it is not inside it."""
+        path = os.path.abspath(path)
+        for prefix in self.prefixes:
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return path[len(prefix) :]
+        return None
 
     def take(self) -> set[str] | None:
         with self.lock:
@@ -74,34 +144,59 @@ class _Changes(FileSystemEventHandler):
 class Watcher:
     """Keeps one store's snapshot in step with its folder, from a daemon thread.
 
-    Threads do not survive a fork. When a process that watches forks (gunicorn's master
-    with `--preload`: it loads the items once, then forks the workers), each child starts
-    its own watcher, which first re-scans the folder to catch up, and the parent, which
-    serves nothing, stops watching.
+    Threads do not survive a fork. A started watcher is registered with
+    `feedsvc.lifecycle`: when its process forks (gunicorn's master with `--preload`: it
+    loads the items once, then forks the workers), each child starts its own watcher,
+    which first re-scans the folder to catch up, and the parent, which serves nothing,
+    stops watching (and stays registered, so a worker forked later watches too). The
+    store's own fork hooks are registered apart from these, after the watcher, so that
+    they have run when the child's re-scan begins.
+
+    The waits are parameters (the module's constants by default): `debounce` seconds of
+    quiet before a reload; files changed less than `settle` seconds ago hold a reload
+    back, for `max_settle_wait` seconds at most; a full re-scan every `rescan_min` to
+    `rescan_max` seconds (RESCAN_COST_FACTOR times the cost of the last).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        debounce: float = DEBOUNCE,
+        settle: float = SETTLE,
+        max_settle_wait: float = MAX_SETTLE_WAIT,
+        rescan_min: float = RESCAN_MIN,
+        rescan_max: float = RESCAN_MAX,
+        timing: Timing | None = None,
+        observe: Observe = watchdog_observe,
+    ) -> None:
         self.store = store
-        self._rescan_every = RESCAN_MIN
+        self.debounce = debounce
+        self.settle = settle
+        self.max_settle_wait = max_settle_wait
+        self.rescan_min, self.rescan_max = rescan_min, rescan_max
+        self.timing: Timing = timing or SystemTiming()
+        self.observe = observe
+        self._rescan_every = rescan_min
         self._reset()
 
     def _reset(self) -> None:
-        self._changed = threading.Event()
-        self._changes = _Changes(str(self.store.root.resolve()), self._changed)
-        self._stop = threading.Event()
+        self._changed = self.timing.signal()
+        self._root = os.path.realpath(self.store.root)
+        roots = (self._root, os.path.abspath(self.store.root))
+        self._changes = _Changes(roots, self._changed)
+        self._stop = self.timing.signal()
         self._thread: threading.Thread | None = None
-        self._observer: BaseObserver | None = None
+        self._observer: Observation | None = None
 
     def start(self, *, scan_first: bool = False) -> Watcher:
         """Watch from now on; with `scan_first`, re-scan the whole folder at once (a forked
         child's snapshot is the parent's, as old as the parent's last reload)."""
-        _watching.add(self)
-        observer = Observer()
+        lifecycle.register(self)
         try:
-            observer.schedule(self._changes, str(self.store.root), recursive=True)
-            observer.daemon = True
-            observer.start()
-            self._observer = observer
+            # The resolved folder: events then name files under the path the store's
+            # scan resolves links against, whether or not `items_dir` is a link.
+            self._observer = self.observe(self._changes, self._root)
         except OSError as error:  # e.g. out of inotify watches: the re-scan still works
             log.warning("file events unavailable (%s); re-scanning every few seconds", error)
         self._thread = threading.Thread(
@@ -111,7 +206,7 @@ class Watcher:
         return self
 
     def stop(self) -> None:
-        _watching.discard(self)
+        lifecycle.unregister(self)
         self._halt(wait=True)
 
     def _halt(self, *, wait: bool) -> None:
@@ -124,16 +219,19 @@ class Watcher:
         if self._thread is not None and wait:
             self._thread.join(timeout=5)
 
-    def _before_fork(self) -> None:
-        self.store.before_fork()
+    # -- forking (lifecycle.ForkAware) -------------------------------------------------------
 
-    def _after_fork(self, child: bool) -> None:
-        self.store.after_fork(child)
+    def before_fork(self) -> None:
+        """Nothing to prepare: the store's own hook holds reloads off across the fork."""
+
+    def after_fork(self, child: bool) -> None:
         if child:
             self._reset()
             self.start(scan_first=True)
         elif not self._stop.is_set():
-            self._halt(wait=False)  # it stays in _watching: the next child watches too
+            self._halt(wait=False)
+
+    # -- the watching thread -----------------------------------------------------------------
 
     def _run(self, scan_first: bool) -> None:
         if scan_first:
@@ -149,22 +247,25 @@ class Watcher:
             self._reload(paths)
 
     def _quiet(self) -> None:
-        """Debounce: wait until no event has come for DEBOUNCE seconds."""
+        """Debounce: wait until no event has come for `debounce` seconds."""
         self._changed.clear()
-        while self._changed.wait(DEBOUNCE) and not self._stop.is_set():
+        # `stop` sets _stop before _changed: seen here, it ends the wait at once.
+        while not self._stop.is_set() and self._changed.wait(self.debounce):
             self._changed.clear()
 
     def _reload(self, paths: set[str] | None) -> None:
+        now = self.timing.now
         waited = 0.0
-        started = time.perf_counter()
+        started = now()
         try:
             while True:
-                settle = SETTLE if waited < MAX_SETTLE_WAIT else 0
+                settle = self.settle if waited < self.max_settle_wait else 0
                 if self.store.reload_settled(settle, paths=paths) is not None:
                     break
-                if self._stop.wait(SETTLE / 2):
+                pause = now()
+                if self._stop.wait(self.settle / 2):
                     return
-                waited += SETTLE / 2
+                waited += now() - pause
                 # Events that came meanwhile join this reload, so a burst stays whole.
                 more = self._changes.take()
                 paths = None if paths is None or more is None else paths | more
@@ -172,45 +273,7 @@ class Watcher:
             log.exception("reload failed; the previous snapshot stays published")
             self._changes.give_back(paths)
         if paths is None:  # the cost of a full scan spaces the periodic re-scans
-            cost = time.perf_counter() - started - waited
-            self._rescan_every = min(RESCAN_MAX, max(RESCAN_MIN, cost * RESCAN_COST_FACTOR))
-
-
-#: Watchers started and not stopped (in this process, or handed over to its children).
-_watching: weakref.WeakSet[Watcher] = weakref.WeakSet()
-_forking: list[Watcher] = []  # those prepared for the fork under way: the same set after it
-
-
-def _before_fork() -> None:
-    _forking[:] = list(_watching)
-    for watcher in _forking:
-        watcher._before_fork()
-    if _forking:
-        # Objects loaded so far are shared with the child copy-on-write; the collector
-        # must not touch them there (Python's gc.freeze documentation).
-        gc.freeze()
-        _give_back_free_memory()
-
-
-def _give_back_free_memory() -> None:
-    """Return freed heap pages to the system (glibc's malloc_trim), so that a child does
-    not start with the parent's start-up garbage in its resident memory."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
-
-
-def _after_fork(child: bool) -> None:
-    for watcher in _forking:
-        watcher._after_fork(child)
-    _forking.clear()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX; elsewhere nothing forks
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=lambda: _after_fork(child=False),
-        after_in_child=lambda: _after_fork(child=True),
-    )
+            cost = now() - started - waited
+            self._rescan_every = min(
+                self.rescan_max, max(self.rescan_min, cost * RESCAN_COST_FACTOR)
+            )

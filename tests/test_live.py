@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -131,32 +130,6 @@ def test_a_burst_of_files_arrives_as_one_snapshot(
         stop.set()
         poller.join()
     assert seen <= {0, 500}, f"a partial burst was published: {sorted(seen)}"
-
-
-def test_a_half_written_file_is_never_published(live: tuple[Server, Path]) -> None:
-    server, items = live
-    write(items, "2020-09-29-before.md", "Before")
-    everywhere(server, lambda s: titles(s) == ["Before"])
-    path = items / "news" / "2020-09-30-slow.md"
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write("---\ntitle: Slow upload\n")  # the writer stalls mid-front-matter
-        handle.flush()
-        time.sleep(2.0)
-        assert titles(server) == ["Before"]
-        handle.write("---\nThe whole body.\n")
-    everywhere(server, lambda s: titles(s) == ["Slow upload", "Before"])
-
-
-def test_an_upload_through_a_temporary_name_is_published_once_complete(
-    live: tuple[Server, Path],
-) -> None:
-    server, items = live
-    partial = items / "news" / "2020-09-30-upload.md.part"
-    partial.write_text("---\ntitle: Uploaded\n---\nDone.\n", encoding="utf-8")
-    time.sleep(1.0)
-    assert titles(server) == [], ".part files are upload leftovers, never published"
-    shutil.move(partial, items / "news" / "2020-09-30-upload.md")
-    everywhere(server, lambda s: titles(s) == ["Uploaded"])
 
 
 def test_broken_saves_by_editors_never_unpublish_an_item(live: tuple[Server, Path]) -> None:

@@ -1,4 +1,4 @@
-"""A deterministic corpus of item files for the benchmarks (SPEC §Items).
+"""A deterministic corpus of item files for the benchmarks, in the format README.md describes.
 
     python -m benchmarks.corpus OUT_DIR --count N [--seed 1]
 

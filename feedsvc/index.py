@@ -2,9 +2,9 @@
 
 The store tells the index which files' items changed; the index re-decides only what
 those items touch (their id's owner, their page name, their place in three orders), so
-a change to one file costs work in proportion to that file, not to the folder
-(DESIGN §Cost model). Building a snapshot from the index is then a few slices. Pure: no
-file system, no clock; the time is an argument.
+a change to one file costs work in proportion to that file, not to the folder (see
+docs/architecture.md, "Cost in proportion to the change"). Building a snapshot from the
+index is then a few slices. Pure: no file system, no clock; the time is an argument.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class Index:
                 self._place(new)
 
     # A group (the paths claiming an id, the files sharing a slug) almost always has one
-    # member: tuples, replaced on change, take half the memory of lists per item.
+    # member: tuples, replaced on change, take less memory than lists per item.
 
     def _leave_groups(self, path: str, item: Item) -> set[str]:
         claimants = _without(self._id_paths, item.id, path)

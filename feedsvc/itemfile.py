@@ -1,4 +1,4 @@
-"""One item file's bytes to an `Item` and its problems (SPEC §Items, §Bad input).
+"""One item file's bytes to an `Item` and its problems (the format: README.md, "Writing an item").
 
 Only the front matter is read here; the body is rendered later, and only for items
 that are shown (`render_body`). Pure: no file system, no clock.
@@ -47,9 +47,9 @@ ITEM_NAME = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)\.(?P<ext>md|ht
 INTRO_NAME = re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})\.md\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
-#: CommonMark with GitHub's tables, by pulldown-cmark (Rust, through pyromark): a 3 KB
-#: body in ~0.02 ms, against ~1 ms in pure Python. Raw HTML is passed through, because
-#: bleach, which sees all of the output, is the sanitiser (SPEC §Sanitising).
+#: CommonMark with GitHub's tables, by pulldown-cmark (Rust, through pyromark), many times
+#: faster than a pure-Python parser. Raw HTML is passed through, because bleach, which
+#: sees all of the output, is the sanitiser (`feedsvc.sanitize`).
 _MARKDOWN_OPTIONS = pyromark.Options.ENABLE_TABLES
 #: What turning Markdown into HTML depends on besides the text; cached renderings carry it.
 MARKDOWN_VERSION = f"pyromark {importlib.metadata.version('pyromark')}"
@@ -125,8 +125,8 @@ def _is_text_key(key: str) -> bool:
 def _simple_front_matter(front: str) -> dict[str, Any] | None:
     """What `yaml.load` gives for front matter made only of `key: value` lines (values
     plain, quoted without escapes, or a one-line list of such), or None for anything
-    else. Constructing through PyYAML costs ~80 µs a file, a quarter of parsing one; this
-    is a few µs, with the loader's own rules for each value's type."""
+    else. Constructing through PyYAML is a large share of parsing a file; this is a small
+    fraction of it, with the loader's own rules for each value's type."""
     if _YAML_SUBTLE.search(front):
         return None
     values: dict[str, Any] = {}
@@ -155,7 +155,7 @@ def _simple_front_matter(front: str) -> dict[str, Any] | None:
 
 
 def ignored(name: str) -> bool:
-    """Editor and upload leftovers that are skipped without a word (SPEC §Items)."""
+    """Editor and upload leftovers that are skipped without a word."""
     return name.startswith((".", "_")) or name.endswith(("~", ".swp", ".tmp", ".part"))
 
 

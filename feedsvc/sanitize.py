@@ -1,6 +1,7 @@
-"""The one place that decides which HTML, URLs and characters reach a feed (SPEC §Sanitising).
+"""The one place that decides which HTML, URLs and characters reach a feed.
 
-Every call to bleach lives in this module, so the sanitiser could be replaced in one place.
+Every call to bleach lives in this module, so the sanitiser could be replaced in one place
+(docs/architecture.md, "Sanitising in one place", gives the reasons for its rules).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ _NOT_C0 = bytes(b for b in range(256) if b >= 0x20 or b in b"\t\n\r")
 
 def utf8_has_forbidden(data: bytes) -> bool:
     """`has_forbidden` of valid UTF-8 `data`, decoded (in which surrogates cannot occur),
-    at half the cost: deleting every allowed byte leaves the C0 controls, and U+FFFE and
+    more cheaply: deleting every allowed byte leaves the C0 controls, and U+FFFE and
     U+FFFF are two fixed byte sequences."""
     nonchars = b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data
     return nonchars or bool(data.translate(None, _NOT_C0))
@@ -189,8 +190,9 @@ def _cleaner(html_allowed: bool) -> bleach.Cleaner:
 
 
 def prepare() -> None:
-    """Build this thread's Cleaners now: each costs about 60 ms (html5lib's parser), which
-    a start-up pays once rather than the first request, in each forked worker, after it."""
+    """Build this thread's Cleaners now: each is costly to build (html5lib's parser), so a
+    start-up pays for them once rather than the first request, in each forked worker, after
+    it."""
     _cleaner(True)
     _cleaner(False)
 

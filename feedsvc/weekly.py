@@ -1,4 +1,4 @@
-"""The weekly roundup (SPEC §Weekly): the week rule, the publish rule and the digest's HTML.
+"""The weekly roundup: the week rule, the publish rule and the digest's HTML.
 
 Pure: the time is passed in as `now`, never read from the clock.
 """

@@ -1,4 +1,4 @@
-"""SPEC §Configuration: feedsvc.toml, FEEDSVC_CONFIG, FEEDSVC_<KEY> and clear errors."""
+"""Configuration: feedsvc.toml, FEEDSVC_CONFIG, FEEDSVC_<KEY> and clear errors."""
 
 from __future__ import annotations
 
@@ -126,11 +126,11 @@ def test_feedsvc_config_may_be_absolute(tmp_path: Path) -> None:
 
 
 def test_relative_items_dir_is_relative_to_the_file_folder(tmp_path: Path) -> None:
-    write(tmp_path, 'items_dir = "../shared/items"\n', "conf/site.toml")
+    write(tmp_path, 'items_dir = "../elsewhere/items"\n', "conf/site.toml")
 
     settings = load_settings(environ={"FEEDSVC_CONFIG": "conf/site.toml"}, cwd=tmp_path)
 
-    assert settings.items_dir.resolve() == (tmp_path / "shared" / "items").resolve()
+    assert settings.items_dir.resolve() == (tmp_path / "elsewhere" / "items").resolve()
 
 
 def test_default_items_dir_sits_beside_the_configuration_file(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""SPEC §Feeds, §Sanitising and §Bad input, through the HTTP interface.
+"""Feeds, sanitising and bad input, through the HTTP interface.
 
 RSS and Atom are read back with feedparser, JSON Feed with json: the tests assert on what
 a feed reader would see, not on the XML text.
@@ -71,7 +71,7 @@ def read_feed(client: FlaskClient, name: str, format: str) -> Any:
 
 @dataclass(frozen=True)
 class Seen:
-    """One entry of any format, reduced to the fields the SPEC names."""
+    """One entry of any format, reduced to the fields the tests compare across formats."""
 
     id: str
     title: str

@@ -1,4 +1,4 @@
-"""SPEC §Items and §Bad input for one file: `parse_item`, `render_body`, `parse_intro`."""
+"""Item files and bad input, one file at a time: `parse_item`, `render_body`, `parse_intro`."""
 
 from __future__ import annotations
 
@@ -1111,7 +1111,7 @@ def test_typical_front_matter_takes_the_fast_path(front: str) -> None:
 
 def test_rendering_markdown_holds_no_memory_per_body() -> None:
     """A server renders bodies for as long as it runs: a Markdown library that keeps each
-    document's tree or output (cmarkgfm 2025.10 keeps ~90 KB a body) would grow without
+    document's tree or output (as cmarkgfm did, which feedsvc used before) would grow without
     end. Measured in a fresh process, whose peak is its own."""
     code = """
 import resource

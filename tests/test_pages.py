@@ -1,4 +1,4 @@
-"""SPEC §Pages and discovery: the index, item and category pages, the OPML and /healthz."""
+"""Pages and discovery: the index, item and category pages, the OPML and /healthz."""
 
 from __future__ import annotations
 

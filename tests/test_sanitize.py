@@ -1,4 +1,4 @@
-"""SPEC §Sanitising, one rule per case: the allow-list, removed elements, URLs, characters."""
+"""Sanitising, one rule per case: the allow-list, removed elements, URLs, characters."""
 
 from __future__ import annotations
 

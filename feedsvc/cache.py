@@ -4,31 +4,37 @@ version, rendered bodies per content digest, and the feeds' rendered first pages
 Entries are keyed by what decides them: a parsed file by path, size and mtime; a body by
 the file's content digest and its page; a feed page by its signature. A page being
 rendered is claimed in the `claims` table, so that the workers render it once. The
-whole cache is dropped when its fingerprint changes (feedsvc's version, the sanitiser's
-rules, or a setting that parsing or rendering reads). A cache that cannot be opened or
-read is rebuilt, never trusted; all values are JSON or bytes, never pickles, so a
-tampered cache file cannot run code.
+whole cache is dropped when its fingerprint changes: feedsvc's own code and templates,
+the libraries that shape output (`code_digest`), or a setting that parsing reads
+(`Settings.parsing_key`). A cache that cannot be opened is rebuilt, never trusted; a
+read or write that fails is a miss or is skipped, and the next one tries again. All
+values are JSON or bytes, never pickles, so a tampered cache file cannot run code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
+import platform
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from feedsvc import __version__, itemfile, sanitize
 from feedsvc.config import Settings
-from feedsvc.model import Content, Intro, Item, ParsedFile, Problem, Source, Stream
+from feedsvc.model import Content, Intro, Item, ParsedFile, Stream
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ CREATE TABLE IF NOT EXISTS claims (
     signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
 );
 """
-SCHEMA_VERSION = 5  # part of the fingerprint: a new schema replaces the old tables
+SCHEMA_VERSION = 6  # part of the fingerprint: a new schema replaces the old tables
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -58,113 +64,205 @@ STREAM_CHUNK = 256 * 1024  # bytes per read of a document sent from the cache
 CLAIM_POLL = 0.005  # seconds between looks for a document another process is rendering
 CLAIM_PATIENCE = 600.0  # seconds after which a claim is taken over, its process stuck
 BUSY_TIMEOUT = 10.0  # seconds to wait for another process's write to finish
+#: Libraries whose versions can change a cached value: writing feeds (feedgen, lxml),
+#: sanitising (bleach), Markdown (pyromark), front matter and its dates (PyYAML,
+#: python-dateutil) and the zone rules dates are resolved by (tzdata).
+OUTPUT_LIBRARIES = ("feedgen", "lxml", "bleach", "pyromark", "PyYAML", "python-dateutil", "tzdata")
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of the code that turns item files into cached values: every module and
+    template of this package (by relative path and bytes), the versions of the libraries
+    in OUTPUT_LIBRARIES and Python's. An upgrade or an edit changes it, whatever
+    `__version__` says, so nothing a previous version of the code made is served.
+    Computed once per process, on first use.
+    """
+    package = Path(__file__).resolve().parent
+    templates = package / "templates"
+    files = {*package.rglob("*.py"), *(p for p in templates.rglob("*") if p.is_file())}
+    digest = hashlib.sha256()
+    for relative, path in sorted((p.relative_to(package).as_posix(), p) for p in files):
+        name, data = relative.encode(), path.read_bytes()
+        digest.update(b"%d %s %d\n" % (len(name), name, len(data)))  # unambiguous framing
+        digest.update(data)
+    for library in OUTPUT_LIBRARIES:
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{library} {version}\n".encode())
+    digest.update(f"{platform.python_implementation()} {platform.python_version()}".encode())
+    return digest.hexdigest()[:32]
 
 
 def fingerprint(settings: Settings) -> str:
     """Everything a cached value depends on besides the file itself."""
-    parts = (
-        SCHEMA_VERSION,
-        __version__,
-        sanitize.RULES_VERSION,
-        itemfile.MARKDOWN_VERSION,
-        settings.base_url,
-        settings.timezone,
-        settings.author,
-    )
+    parts = (SCHEMA_VERSION, code_digest(), settings.parsing_key())
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
 
 
 # -- JSON codec for parse results ----------------------------------------------------------
 #
 # A row is a JSON array, by position: a first load decodes one per file, and arrays
-# decode in half the time of objects (~15 µs against ~33 µs) and take a third less room.
+# decode in half the time of objects and take a third less room. The positions are the
+# dataclasses' fields in their order, read from `dataclasses.fields` and their types:
 #
-#   row     = [item or null, [problem, ...], intro or null]
-#   item    = [category, slug, file_date, title, published, updated (null: = published),
-#              author, [tag, ...], summary, link, id, image, draft, source]
-#   source  = [path, size, mtime_ns, digest, markup]
-#   problem = [path, line, severity, message]
-#   intro   = [week, title, source]
+#   row      = [parsed, intro or null]
+#   parsed   = ParsedFile's fields: [item or null, [problem, ...]]
+#   item     = Item's fields, `source` a nested Source row, and a datetime after the
+#              first null when it is the same time (`updated` as parsing gives it)
+#   problem  = Problem's fields; intro = Intro's fields
+#
+# A date is ISO text; a datetime its ISO text with the offset, then "F" if its `fold` is
+# 1: it comes back in the site's zone with the same wall time, offset and fold.
+#
+# Each class's encoder and decoder are generated once, at import, as `dataclasses`
+# generates `__init__`: a loop calling a converter per field would make every first
+# load markedly slower.
+
+#: Fields whose values many items share: held once (`sys.intern`) after decoding.
+_INTERNED = frozenset({(Item, "category"), (Item, "author"), (Item, "tags")})
+#: What the generated code refers to, besides the classes and the generated functions.
+_NAMESPACE: dict[str, Any] = {"_intern": sys.intern, "_date": date.fromisoformat}
+
+
+def _encode_when(when: datetime) -> str:
+    return when.isoformat() + "F" if when.fold else when.isoformat()
+
+
+def _decode_when(text: str, zone: ZoneInfo) -> datetime:
+    fold = text.endswith("F")
+    written = datetime.fromisoformat(text[:-1] if fold else text)
+    local = written.astimezone(zone)
+    if local.fold == fold and local.utcoffset() == written.utcoffset():
+        return local  # the same instant, wall time and fold: every time parsing gives but
+    # a wall time in a gap (a day's midnight skipped by a change of offset) in the
+    # site's zone, kept as written; a time of another zone keeps its instant.
+    kept = written.replace(tzinfo=zone, fold=fold)
+    return kept if kept.utcoffset() == written.utcoffset() else local
+
+
+_NAMESPACE.update(_encode_when=_encode_when, _decode_when=_decode_when)
+
+
+def _converters(hint: Any, owner: str) -> tuple[str, str]:
+    """Expressions writing a value of type `hint` as JSON and reading it back, with
+    `{}` for the value (a plain name: it may be evaluated twice); `owner` names the
+    field, for the names of helpers in the namespace."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (str, int, bool, float, type(None)):
+        return "{}", "{}"
+    if hint is datetime:  # before date: a datetime is a date
+        return "_encode_when({})", "_decode_when({}, zone)"
+    if hint is date:
+        return "{}.isoformat()", "_date({})"
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        _generate(hint)
+        return f"_encode_{hint.__name__}({{}})", f"_decode_{hint.__name__}({{}}, zone)"
+    if origin is Literal:
+        known = f"_known_{owner}"
+        _NAMESPACE[known] = {value: value for value in arguments}  # back as the constant
+        return "{}", f"{known}[{{}}]"
+    if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+        encode, decode = (e.format("_v") for e in _converters(arguments[0], owner))
+        return (
+            "{}" if encode == "_v" else f"[{encode} for _v in {{}}]",  # JSON writes a tuple
+            "tuple({})" if decode == "_v" else f"tuple([{decode} for _v in {{}}])",
+        )
+    if origin in (typing.Union, types.UnionType) and type(None) in arguments:
+        (inner,) = (argument for argument in arguments if argument is not type(None))
+        encode, decode = _converters(inner, owner)
+        return (
+            "{}" if encode == "{}" else f"(None if {{0}} is None else {encode.format('{0}')})",
+            "{}" if decode == "{}" else f"(None if {{0}} is None else {decode.format('{0}')})",
+        )
+    raise TypeError(f"no JSON form for the type {hint!r} of {owner}")
+
+
+def _generate(cls: type) -> None:
+    """Define `_encode_<Class>(value) -> list` and `_decode_<Class>(row, zone)` in the
+    namespace, for `cls` and the dataclasses its fields hold."""
+    name = cls.__name__
+    if f"_decode_{name}" in _NAMESPACE:
+        return
+    hints = typing.get_type_hints(cls)
+    fields = [field.name for field in dataclasses.fields(cls)]
+    _NAMESPACE[f"_make_{name}"] = cls
+    encoded, decoded, pre_encode, pre_decode = [], [], [], []
+    first_when = None
+    for n, field in enumerate(fields):
+        encode, decode = _converters(hints[field], f"{name}_{field}")
+        if (cls, field) in _INTERNED:
+            decode = {str: "_intern({})", tuple[str, ...]: "tuple(map(_intern, {}))"}[hints[field]]
+        if hints[field] is datetime and first_when is None:
+            first_when = n
+            pre_encode.append(f"e{n} = {encode.format(f'f{n}')}")
+            pre_decode.append(f"d{n} = {decode.format(f'f{n}')}")
+            encoded.append(f"e{n}")
+            decoded.append(f"d{n}")
+        elif hints[field] is datetime:  # never None: null is free to mean "the same time"
+            pre_encode.append(f"e{n} = {encode.format(f'f{n}')}")
+            encoded.append(f"None if e{n} == e{first_when} else e{n}")
+            decoded.append(f"d{first_when} if f{n} is None else {decode.format(f'f{n}')}")
+        else:
+            encoded.append(encode.format(f"f{n}"))
+            decoded.append(decode.format(f"f{n}"))
+    values = ", ".join(f"f{n}" for n in range(len(fields))) + ","
+    source = "\n".join(
+        [
+            f"def _encode_{name}(value):",
+            f"    {values} = {', '.join(f'value.{field}' for field in fields)},",
+            *(f"    {line}" for line in pre_encode),
+            f"    return [{', '.join(encoded)}]",
+            f"def _decode_{name}(row, zone):",
+            "    if type(row) is not list:",
+            f"        raise ValueError('a {name} row is not an array')",
+            f"    {values} = row",
+            *(f"    {line}" for line in pre_decode),
+            f"    return _make_{name}({', '.join(decoded)})",
+        ]
+    )
+    exec(compile(source, f"<feedsvc.cache codec for {name}>", "exec"), _NAMESPACE)
+
+
+_generate(ParsedFile)  # and Item, its Source, and Problem
+_generate(Intro)
+_encode_parsed: Callable[[ParsedFile], list[Any]] = _NAMESPACE["_encode_ParsedFile"]
+_decode_parsed: Callable[[Any, ZoneInfo], ParsedFile] = _NAMESPACE["_decode_ParsedFile"]
+_encode_intro: Callable[[Intro], list[Any]] = _NAMESPACE["_encode_Intro"]
+_decode_intro: Callable[[Any, ZoneInfo], Intro] = _NAMESPACE["_decode_Intro"]
 
 
 def encode(parsed: ParsedFile, intro: Intro | None) -> str:
-    item = parsed.item
-    return json.dumps(
-        [
-            [
-                item.category,
-                item.slug,
-                item.file_date.isoformat(),
-                item.title,
-                item.published.isoformat(),
-                None if item.updated == item.published else item.updated.isoformat(),
-                item.author,
-                item.tags,
-                item.summary,
-                item.link,
-                item.id,
-                item.image,
-                item.draft,
-                _source_row(item.source),
-            ]
-            if item is not None
-            else None,
-            [[p.path, p.line, p.severity, p.message] for p in parsed.problems],
-            [intro.week, intro.title, _source_row(intro.source)] if intro is not None else None,
-        ],
-        ensure_ascii=False,
-    )
-
-
-def _source_row(source: Source) -> list[Any]:
-    return [source.path, source.size, source.mtime_ns, source.digest, source.markup]
+    row = [_encode_parsed(parsed), None if intro is None else _encode_intro(intro)]
+    return json.dumps(row, ensure_ascii=False)
 
 
 def decode(text: str, zone: ZoneInfo) -> tuple[ParsedFile, Intro | None]:
     """The inverse of `encode`; datetimes come back in the site's zone, as parsed."""
-    item_row, problem_rows, intro_row = json.loads(text)
-    item = None
-    if item_row is not None:
-        (category, slug, file_date, title, published, updated, author, tags) = item_row[:8]
-        (summary, link, id, image, draft, source) = item_row[8:]
-        when = datetime.fromisoformat(published).astimezone(zone)
-        item = Item(
-            sys.intern(category),
-            slug,
-            date.fromisoformat(file_date),
-            title,
-            when,
-            # One object when the two are equal, as parsing gives: 48 bytes an item.
-            when if updated is None else datetime.fromisoformat(updated).astimezone(zone),
-            sys.intern(author),
-            tuple(map(sys.intern, tags)),  # a few words, used by many items
-            summary,
-            link,
-            id,
-            image,
-            draft,
-            _source(source),
-        )
-    problems = tuple(Problem(*row) for row in problem_rows)
-    intro = None
-    if intro_row is not None:
-        intro = Intro(intro_row[0], intro_row[1], _source(intro_row[2]))
-    return ParsedFile(item, problems), intro
-
-
-def _source(row: list[Any]) -> Source:
-    path, size, mtime_ns, digest, markup = row
-    if markup not in ("markdown", "html"):
-        raise ValueError(f"unknown markup {markup!r}")
-    return Source(path, size, mtime_ns, digest, sys.intern(markup))  # type: ignore[arg-type]
+    parsed_row, intro_row = json.loads(text)
+    intro = None if intro_row is None else _decode_intro(intro_row, zone)
+    return _decode_parsed(parsed_row, zone), intro
 
 
 class Cache:
-    """One SQLite file shared by every worker (WAL mode); a no-op when `folder` is None."""
+    """One SQLite file shared by every worker (WAL mode); a no-op when `folder` is None.
 
-    def __init__(self, folder: Path | None, settings: Settings) -> None:
+    A read or write that fails (another process holds the file longer than
+    `busy_timeout`, a full disk, a damaged page) is a miss or is not written, and the
+    next one tries again; each kind of failure is logged once. Only a database that
+    cannot be opened at all leaves the cache off, for this process.
+    """
+
+    def __init__(
+        self, folder: Path | None, settings: Settings, *, busy_timeout: float | None = None
+    ) -> None:
         self.zone = settings.zone
+        self._busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self._lock = threading.Lock()
+        self._reported: set[str] = set()  # kinds of failure logged already
         self._db: sqlite3.Connection | None = None
         self._path: Path | None = None  # set while the cache is usable
         # Every parsed row, read at once for a first load (`preload`); None after it.
@@ -173,20 +271,21 @@ class Cache:
             self._db = self._open(folder / FILE_NAME, fingerprint(settings))
             self._path = folder / FILE_NAME if self._db is not None else None
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=self._busy_timeout, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def close(self) -> None:
         """Close the connection; the next use opens a new one. Called before a fork: an
         SQLite connection must not be used on both sides of one."""
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._close()
 
     def _connection(self) -> sqlite3.Connection | None:
         """The open connection (opened again after `close`); None: no cache. Under the lock."""
@@ -194,12 +293,40 @@ class Cache:
             self._db = self._connect(self._path)
         return self._db
 
-    def _give_up(self, what: str, error: sqlite3.Error) -> None:
-        log.warning("cache %s failed (%s); running without it", what, error)
-        self._db = self._path = None
+    def _failed(self, what: str, error: sqlite3.Error) -> None:
+        """Report a failed operation, whose caller goes on as if the cache had no answer
+        (or took no row). Under the lock; the connection is kept for the next try."""
+        busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _BUSY
+        self._report(f"{what} {'busy' if busy else 'failed'}", error)
+        db = self._db
+        if db is not None and db.in_transaction:
+            try:
+                db.rollback()
+            except sqlite3.Error:
+                self._close()
+
+    def _report(self, kind: str, error: Exception, subject: str = "") -> None:
+        """Log a kind of failure once per process at warning level, later ones at debug
+        level: a cache held by another process fails every request meanwhile."""
+        if kind in self._reported:
+            log.debug("cache %s%s (%s)", kind, subject, error)
+            return
+        self._reported.add(kind)
+        log.warning("cache %s%s (%s); going on without it, and trying it again next time "
+                    "(further failures of this kind are logged at debug level)",
+                    kind, subject, error)  # fmt: skip
+
+    def _close(self) -> None:
+        """`close`, for a caller that holds the lock."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def _open(self, path: Path, expected: str) -> sqlite3.Connection | None:
+        """A connection to a cache with the expected fingerprint (emptied if it had
+        another), pruned; None, logged, if it cannot be had now."""
         for attempt in (1, 2):
+            db = None
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 db = self._connect(path)
@@ -220,10 +347,9 @@ class Cache:
                     _prune_documents(db)
                 return db
             except sqlite3.Error as error:
-                if getattr(error, "sqlite_errorcode", None) in (
-                    sqlite3.SQLITE_BUSY,
-                    sqlite3.SQLITE_LOCKED,
-                ):
+                if db is not None:
+                    db.close()
+                if (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _BUSY:
                     # Another process holds it (opening or pruning it): busy, not broken.
                     log.warning("cache %s busy (%s); running without it", path, error)
                     return None
@@ -243,12 +369,13 @@ class Cache:
         return None
 
     def _run(self, query: str, arguments: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows a query gives; none when it fails (a miss)."""
         with self._lock:
             try:
                 db = self._connection()
                 return [] if db is None else db.execute(query, arguments).fetchall()
             except sqlite3.Error as error:
-                self._give_up("read", error)
+                self._failed("read", error)
                 return []
 
     # Paths are keyed by their bytes (`os.fsencode`): a file's name may be any bytes, and
@@ -296,8 +423,8 @@ class Cache:
     def _decoded(self, path: str, text: str) -> tuple[ParsedFile, Intro | None] | None:
         try:
             return decode(text, self.zone)
-        except Exception as error:  # a row from another version, or damaged: parse again
-            log.warning("cache entry for %s unreadable (%s); parsing the file", path, error)
+        except Exception as error:  # a damaged row: parse again
+            self._report("entry unreadable", error, f" for {path}")
             return None
 
     @property
@@ -347,7 +474,10 @@ class Cache:
         db = None
         try:
             db = sqlite3.connect(
-                self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
             )
             db.execute("BEGIN")
             row = db.execute("SELECT rowid FROM documents WHERE signature = ?", (signature,))
@@ -359,7 +489,8 @@ class Cache:
         except sqlite3.Error as error:
             if db is not None:
                 db.close()
-            log.warning("cache read failed (%s); rendering the document again", error)
+            with self._lock:
+                self._failed("read", error)
             return None
         return len(blob), _Chunks(db, blob)
 
@@ -406,8 +537,8 @@ class Cache:
                     )
                 finally:
                     db.commit()
-            except sqlite3.Error as error:
-                log.warning("cache claim failed (%s); rendering here", error)
+            except sqlite3.Error as error:  # render here
+                self._failed("claim", error)
             return None
 
     def release(self, signature: str) -> None:
@@ -436,7 +567,7 @@ class Cache:
                     db.executemany(query, values)
                 return True
             except sqlite3.Error as error:  # e.g. another worker holds the lock too long
-                log.warning("cache write failed (%s); continuing without writing", error)
+                self._failed("write", error)
                 return False
             except Exception as error:  # a value SQLite cannot take
                 if len(values) == 1:

@@ -21,28 +21,45 @@ CONFIG_FILE = "feedsvc.toml"
 ENV_PREFIX = "FEEDSVC_"
 
 
+#: Field metadata: whether a setting can change any byte of a feed or page (`output`),
+#: and whether parsing an item file or rendering its body reads it (`parsing`). The
+#: persistent cache keys rendered documents by the first kind and parsed rows and bodies
+#: by the second, so a setting that changes neither keeps what is cached.
+_OUTPUT: Mapping[str, bool] = {"output": True, "parsing": False}
+_PARSING: Mapping[str, bool] = {"output": True, "parsing": True}
+_NOT_OUTPUT: Mapping[str, bool] = {"output": False, "parsing": False}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The site's configuration; see SPEC §Configuration for each key."""
+    """The site's configuration, one field per key of `feedsvc.toml`.
 
-    title: str = "feedsvc"
-    description: str = "Latest items"
-    base_url: str = "http://127.0.0.1:8000"
-    author: str = "feedsvc"
-    language: str = "en"
-    timezone: str = "UTC"
-    items_dir: Path = Path("items")
-    feed_size: int = 50
-    weekly_size: int = 12
-    weekly_title: str = "{site} weekly roundup: {start} to {end}"
-    weekly_publish: Literal["end", "rolling"] = "end"
-    weekly_full_content: bool = True
-    weekly_footer: str = ""
-    week_starts_on: Literal["monday", "sunday"] = "monday"
-    categories: tuple[tuple[str, str], ...] = ()
-    cache_max_age: int = 300
-    cache_dir: Path | None = None  # persistent cache; None: none (load_settings sets one)
-    zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    Every field says in its metadata whether output depends on it (see `_OUTPUT`).
+    """
+
+    title: str = field(default="feedsvc", metadata=_OUTPUT)
+    description: str = field(default="Latest items", metadata=_OUTPUT)
+    base_url: str = field(default="http://127.0.0.1:8000", metadata=_PARSING)  # ids, links
+    author: str = field(default="feedsvc", metadata=_PARSING)  # an item's default author
+    language: str = field(default="en", metadata=_OUTPUT)
+    timezone: str = field(default="UTC", metadata=_PARSING)  # dates without an offset
+    # Items are known by their path inside the folder and their bytes, never by where
+    # the folder is.
+    items_dir: Path = field(default=Path("items"), metadata=_NOT_OUTPUT)
+    feed_size: int = field(default=50, metadata=_OUTPUT)
+    weekly_size: int = field(default=12, metadata=_OUTPUT)
+    weekly_title: str = field(default="{site} weekly roundup: {start} to {end}", metadata=_OUTPUT)
+    weekly_publish: Literal["end", "rolling"] = field(default="end", metadata=_OUTPUT)
+    weekly_full_content: bool = field(default=True, metadata=_OUTPUT)
+    weekly_footer: str = field(default="", metadata=_OUTPUT)
+    week_starts_on: Literal["monday", "sunday"] = field(default="monday", metadata=_OUTPUT)
+    categories: tuple[tuple[str, str], ...] = field(default=(), metadata=_OUTPUT)
+    # HTTP freshness alone: the response headers, not the bytes.
+    cache_max_age: int = field(default=300, metadata=_NOT_OUTPUT)
+    # The persistent cache; None: none (load_settings sets one).
+    cache_dir: Path | None = field(default=None, metadata=_NOT_OUTPUT)
+    # Derived from `timezone`, which stands for it in the keys.
+    zone: ZoneInfo = field(init=False, repr=False, compare=False, metadata=_NOT_OUTPUT)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
@@ -66,6 +83,24 @@ class Settings:
             if known == slug:
                 return (position, slug)
         return (len(self.categories), slug)
+
+    def output_key(self) -> str:
+        """The settings any byte of a feed or page depends on, as stable text: a rendered
+        document's key in the persistent cache covers these and no other setting."""
+        return repr(tuple((name, getattr(self, name)) for name in OUTPUT_FIELDS))
+
+    def parsing_key(self) -> str:
+        """The settings parsing an item file or rendering its body reads, as stable text:
+        the key of the cache's parsed rows and bodies, a subset of `output_key`'s."""
+        return repr(tuple((name, getattr(self, name)) for name in PARSING_FIELDS))
+
+
+# Deciding is not optional: a new setting without the metadata fails here, at import.
+assert all({"output", "parsing"} <= set(f.metadata) for f in fields(Settings))
+#: The settings `output_key` and `parsing_key` cover, by name, in the class's order.
+OUTPUT_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["output"])
+PARSING_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["parsing"])
+assert set(PARSING_FIELDS) <= set(OUTPUT_FIELDS)
 
 
 def _text(key: str, value: object) -> str:

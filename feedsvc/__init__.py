@@ -33,20 +33,30 @@ def create_app(
     """
     from flask import Flask
 
-    from feedsvc import render, web
+    from feedsvc import lifecycle, web
+    from feedsvc.documents import Documents
     from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
         logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
     settings = settings or load_settings()
-    store = Store(settings, clock or system_clock, refresh_off_requests=watch)
+    store = Store(settings, clock or system_clock)
+    documents = Documents(
+        settings, store.cache, store.bodies, store.current, refresh_off_requests=watch
+    )
     snapshot = store.reload()
     started = time.perf_counter()
-    render.warm(snapshot, settings)  # so that no request waits for a first render
+    documents.warm(snapshot)  # so that no request waits for a first render
     log.info("first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3)
     app = Flask(__name__, static_folder=None)
-    web.register(app, store)
+    web.register(app, store, documents)
     if watch:
         app.extensions["feedsvc.watcher"] = Watcher(store).start()
+    # Fork hooks (feedsvc.lifecycle) run in registration order before a fork and in
+    # reverse after it: the watcher (registered as it starts) restarts in a child only
+    # once the store's reloads are allowed again, and no render is under way while the
+    # store closes its cache connection.
+    lifecycle.register(documents)
+    lifecycle.register(store)
     return app

@@ -1,4 +1,4 @@
-"""The product's values: items, problems, weeks, feed keys and the snapshot that holds them.
+"""The product's values: items, problems, weeks, feeds and the snapshot that holds them.
 
 Everything here is immutable and imports only the standard library.
 """
@@ -6,17 +6,13 @@ Everything here is immutable and imports only the standard library.
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 Severity = Literal["error", "warning"]
 Format = Literal["rss", "atom", "json"]
-FORMATS: tuple[Format, ...] = ("rss", "atom", "json")
 #: A response body sent in pieces: its length in bytes, and the pieces (which the WSGI
 #: server closes, if they have a `close`, once sent).
 Stream = tuple[int, Iterable[bytes]]
@@ -99,7 +95,8 @@ class Source:
 class Item:
     """A published (or scheduled, or draft) item: the front matter, resolved and checked.
 
-    The body is not held here; it is rendered lazily from `source` (DESIGN §Cost model).
+    The body is not held here: it is rendered when a feed or page shows it, from `source`
+    (feedsvc.bodies), so that a large folder loads without rendering every body.
     """
 
     category: str
@@ -184,75 +181,42 @@ class Category:
 
 
 @dataclass(frozen=True, slots=True)
-class FeedKey:
-    """Which document: a feed name (`all`, `weekly` or a category) and format, or a page."""
+class Feed:
+    """One feed the site publishes, in every format: what it lists and how it is named.
+
+    `name` is its place under /feeds/ (`all`, `weekly`, a category's slug; a feed of
+    another kind takes a prefix, such as `tags/<tag>`), so its URLs are
+    `/feeds/<name>.<format>` and `?page=N` for later pages.
+    """
 
     name: str
-    format: Format | Literal["html", "opml"]
+    label: str  # how the site lists it: "All items", a category's name
+    title: str  # the feed's own title
+    description: str
+    html_path: str  # the page it is the alternate of
+    entries: Sequence[Item] | Sequence[Week]  # newest first
+    page_size: int
+
+    @property
+    def last_page(self) -> int:
+        """How many pages it has: at least one, even when empty."""
+        return max(1, -(-len(self.entries) // self.page_size))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey:
+    """One document of a feed: the feed's name, a format and a page."""
+
+    name: str
+    format: str  # a name of `render.FORMATS`; any other is no document
     page: int = 1
 
 
-class Memo:
-    """A thread-safe LRU of rendered documents with a budget in bytes.
-
-    Feeds' first pages stay hot; a crawler walking every item page or every old feed
-    page evicts only the least recently used documents instead of growing without end.
-    A value's weight is its `size` attribute (0 for None, the "no such page" answer).
-    """
-
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._values: OrderedDict[Any, Any] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._values
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        with self._lock:
-            if key not in self._values:
-                return default
-            self._values.move_to_end(key)
-            return self._values[key]
-
-    def __getitem__(self, key: Any) -> Any:
-        missing = object()
-        value = self.get(key, missing)
-        if value is missing:
-            raise KeyError(key)
-        return value
-
-    def items(self) -> list[tuple[Any, Any]]:
-        """What it holds now, oldest use first (a copy)."""
-        with self._lock:
-            return list(self._values.items())
-
-    def discard(self, key: Any) -> None:
-        with self._lock:
-            if key in self._values:
-                self._bytes -= getattr(self._values.pop(key), "size", 0)
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            if key in self._values:
-                self._bytes -= getattr(self._values.pop(key), "size", 0)
-            self._values[key] = value
-            self._bytes += getattr(value, "size", 0)
-            while self._bytes > self.max_bytes and len(self._values) > 1:
-                _, evicted = self._values.popitem(last=False)
-                self._bytes -= getattr(evicted, "size", 0)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Snapshot:
-    """Everything a request needs, built at once and never changed; a reload swaps it whole.
-
-    `memo` caches documents rendered from this snapshot (bytes, gzip, ETag); it only ever
-    gains entries whose values follow from the snapshot, so sharing it is safe. `renders`
-    counts the renders behind it, per document, for /healthz and the tests. `stale`
-    holds what was served before it, for the moments until its own documents are ready.
-    """
+    """What the items folder publishes at one moment: a value, built at once and never
+    changed; a reload builds another. Documents rendered from it are kept elsewhere
+    (feedsvc.documents), by snapshot."""
 
     now: datetime
     items: Sequence[Item]  # published, newest first
@@ -262,28 +226,8 @@ class Snapshot:
     problems: tuple[Problem, ...]
     file_count: int
     changes_at: datetime | None  # next time the published set changes without a file event
-    content_of: Callable[[Item], Content]
-    intro_of: Callable[[Intro], str]
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
-    #: (signature, render, finish) -> finish(body, gzipped, load): documents by signature;
-    #: `load` (or None) fetches the bytes again for a document too large to hold.
-    document_of: Callable[..., Any] = lambda _, render, finish, persist=True: finish(
-        *render(), None
-    )
-    has_document: Callable[[str], bool] = lambda _: False
-    #: items -> a context in which their bodies are at hand (rendered together, up front).
-    bodies: Callable[[Iterable[Item]], AbstractContextManager[None]] = lambda _: nullcontext()
-    memo: Memo = field(default_factory=Memo)
-    renders: Counter[Any] = field(default_factory=Counter)
-    #: The first pages of feeds served before, by key: with `refresh`, a request this
-    #: snapshot has no document for yet has `refresh(snapshot, key, job)` run `job` off
-    #: the request path, and is answered from here if that has not finished (True) within
-    #: a short patience, so no request waits long for a render after a change. The
-    #: runner drops a key whose job failed.
-    stale: dict[Any, Any] = field(default_factory=dict)
-    refresh: Callable[[Snapshot, Any, Callable[[], object]], bool] | None = None
-    #: (path, problem): a fault found while rendering a file's part of a document.
-    report: Callable[[str, Problem], None] = lambda path, problem: None
+    feeds: Mapping[str, Feed] = field(default_factory=dict)  # by name, in listing order
 
     def category(self, slug: str) -> Category | None:
         for category in self.categories:

@@ -1,44 +1,35 @@
-"""Snapshot + feed key → the bytes of RSS 2.0, Atom 1.0, JSON Feed 1.1 and OPML 2.0.
+"""A feed view → the bytes of RSS 2.0, Atom 1.0 or JSON Feed 1.1; the snapshot's feeds →
+OPML 2.0. Pure: no I/O, no clock.
 
-feedgen is used here and nowhere else. Output depends on the snapshot alone (never on
-the clock or the request), so the same items give the same bytes in every worker.
+feedgen is used here and nowhere else. Output depends on its inputs alone (never on
+the clock or the request), so the same items give the same bytes in every worker. A
+renderer is given the bodies it shows: `feed_view` takes them from a `Bodies` the
+caller hands in (feedsvc.bodies), and the formats are functions of the view.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib.metadata
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc import __version__, faults, itemfile, sanitize, weekly
+from feedsvc import __version__, faults, sanitize, weekly
 from feedsvc.config import Settings
-from feedsvc.model import FeedKey, Format, Item, Problem, Snapshot, Stream, Week
+from feedsvc.feeds import feed_url
+from feedsvc.model import Content, Feed, Format, Intro, Item, Problem, Snapshot, Week
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {
-    "rss": "application/rss+xml; charset=utf-8",
-    "atom": "application/atom+xml; charset=utf-8",
-    "json": "application/feed+json; charset=utf-8",
-    "opml": "text/x-opml; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-}
 ATOM = "http://www.w3.org/2005/Atom"
 DC = "http://purl.org/dc/elements/1.1/"
 DCTERMS = "http://purl.org/dc/terms/"
@@ -46,103 +37,19 @@ MEDIA = "http://search.yahoo.com/mrss/"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 #: The `updated` of a feed with no items: fixed, because it must never come from the clock.
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
+HTML_TYPE = "text/html; charset=utf-8"
+OPML_TYPE = "text/x-opml; charset=utf-8"
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A response body as served: plain and gzip bytes, strong ETags, freshness data.
+class Bodies(Protocol):
+    """Where a renderer takes the bodies it shows (feedsvc.bodies.Bodies)."""
 
-    A very large document (a dense weekly feed) can leave its bytes in the persistent
-    cache and hold only `load`, which streams the one representation a 200 sends (plain
-    or gzip); a 304 needs the ETag alone.
-    """
+    def content(self, item: Item) -> Content: ...
 
-    held: tuple[bytes, bytes] | None  # (body, gzipped), or None: ask `load`
-    etag: str
-    content_type: str
-    last_modified: datetime | None
-    http_last_modified: str  # the same as an HTTP-date, formatted once
-    load: Callable[[bool], Stream] | None = None  # gzipped? -> those bytes, in pieces
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.open(gzipped=False)[1])
-
-    @property
-    def gzipped(self) -> bytes:
-        return b"".join(self.open(gzipped=True)[1])
-
-    def open(self, *, gzipped: bool) -> Stream:
-        """One representation as sent: its length, and its bytes in one piece or more."""
-        if self.held is not None:
-            chosen = self.held[gzipped]
-            return len(chosen), (chosen,)
-        assert self.load is not None
-        return self.load(gzipped)
-
-    @property
-    def size(self) -> int:
-        """Bytes held in memory, for the memo's budget."""
-        return len(self.held[0]) + len(self.held[1]) if self.held is not None else 0
-
-    @property
-    def gzip_etag(self) -> str:
-        """The gzip representation is different bytes, so it gets a different strong ETag."""
-        return self.etag + "-gz"
+    def intro(self, intro: Intro) -> str: ...
 
 
-def compress(body: bytes) -> bytes:
-    """gzip, reproducibly (`mtime=0`): the same body always gives the same bytes."""
-    return gzip.compress(body, compresslevel=6, mtime=0)
-
-
-def make_document(
-    body: bytes,
-    kind: str,
-    last_modified: datetime | None,
-    gzipped: bytes | None = None,
-    load: Callable[[bool], Stream] | None = None,
-) -> Document:
-    """Compress (unless given the gzip bytes) and hash, once per content change; with
-    `load`, keep only what a conditional request needs and let `load` fetch the bytes."""
-    held = (body, compress(body) if gzipped is None else gzipped)
-    return Document(
-        held=None if load is not None else held,
-        load=load,
-        etag=hashlib.sha256(body).hexdigest()[:32],
-        content_type=CONTENT_TYPES[kind],
-        last_modified=last_modified,
-        http_last_modified=(
-            format_datetime(last_modified.astimezone(UTC), usegmt=True) if last_modified else ""
-        ),
-    )
-
-
-def memoised(
-    snapshot: Snapshot, key: Any, build: Callable[[], Document | None]
-) -> Document | None:
-    """The document for `key`, built at most once per snapshot (None: no such document).
-
-    After a change, where the snapshot allows, the new document is built off the request
-    path (`refresh`); if it is not ready within a short patience, the document served for
-    `key` before the change answers (`stale`).
-    """
-    missing = object()
-    found = snapshot.memo.get(key, missing)
-    if found is not missing:
-        return found  # type: ignore[no-any-return]
-    if snapshot.refresh is not None and (previous := snapshot.stale.get(key)) is not None:
-        if snapshot.refresh(snapshot, key, lambda: _fill(snapshot, key, build)):
-            found = snapshot.memo.get(key, missing)
-        return previous if found is missing else found  # type: ignore[no-any-return]
-    return _fill(snapshot, key, build)
-
-
-def _fill(snapshot: Snapshot, key: Any, build: Callable[[], Document | None]) -> Document | None:
-    snapshot.renders[key] += 1
-    document = build()
-    snapshot.memo.put(key, document)
-    return document
+Report = Callable[[str, Problem], None]
 
 
 # -- the neutral shape every format is written from --------------------------------------
@@ -173,7 +80,6 @@ class FeedView:
     entries: tuple[Entry, ...]
     page: int
     last_page: int
-    feed_urls: dict[str, str] = field(default_factory=dict)  # format -> URL of this page
 
     @property
     def updated(self) -> datetime:
@@ -181,17 +87,8 @@ class FeedView:
         return max((e.updated for e in self.entries), default=EMPTY_FEED_UPDATED)
 
 
-def feed_path(name: str, format: str, page: int = 1) -> str:
-    query = f"?page={page}" if page > 1 else ""
-    return f"/feeds/{name}.{format}{query}"
-
-
-def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:
-    return settings.base_url + feed_path(name, format, page)
-
-
-def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
-    content = snapshot.content_of(item)
+def _item_entry(item: Item, settings: Settings, bodies: Bodies) -> Entry:
+    content = bodies.content(item)
     page_url = settings.base_url + item.path
     labels = [(item.category, settings.category_name(item.category))]
     return Entry(
@@ -210,33 +107,14 @@ def _item_entry(item: Item, snapshot: Snapshot, settings: Settings) -> Entry:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Roundup:
-    html: str
-
-    @property
-    def size(self) -> int:  # its weight in the snapshot's memo
-        return len(self.html)
+def week_html(week: Week, settings: Settings, bodies: Bodies) -> str:
+    """The roundup's body: the introduction, every story, the footer."""
+    intro = bodies.intro(week.intro) if week.intro else None
+    return weekly.roundup_html(week, settings, bodies.content, intro)
 
 
-def week_html(snapshot: Snapshot, week: Week, settings: Settings) -> str:
-    """The roundup's body: the introduction, every story, the footer.
-
-    Built once per snapshot and week, and shared by its RSS, Atom and JSON entries and
-    its page: a dense week's bodies need not pass through the body cache three times.
-    """
-    key = ("roundup", week.name)
-    found = snapshot.memo.get(key)
-    if found is None:
-        intro = snapshot.intro_of(week.intro) if week.intro else None
-        found = _Roundup(weekly.roundup_html(week, settings, snapshot.content_of, intro))
-        snapshot.memo.put(key, found)
-    html: str = found.html
-    return html
-
-
-def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
-    html = week_html(snapshot, week, settings)
+def _week_entry(week: Week, settings: Settings, bodies: Bodies) -> Entry:
+    html = week_html(week, settings, bodies)
     url = settings.base_url + week.path
     return Entry(
         id=weekly.week_id(week, settings),
@@ -254,64 +132,28 @@ def _week_entry(week: Week, snapshot: Snapshot, settings: Settings) -> Entry:
     )
 
 
-def _sources(
-    snapshot: Snapshot, name: str, settings: Settings
-) -> tuple[Sequence[Item] | Sequence[Week], int, str, str] | None:
-    """What a feed lists, its page size, title and description; None for no such feed."""
-    if name == "all":
-        return snapshot.items, settings.feed_size, settings.title, settings.description
-    if name == "weekly":
-        description = f"One digest a week of everything published on {settings.title}."
-        return (
-            snapshot.weeks,
-            settings.weekly_size,
-            f"{settings.title}: weekly roundup",
-            description,
-        )
-    category = snapshot.category(name)
-    if category is None:
-        return None
-    title = f"{settings.title}: {category.name}"
-    return (
-        category.items,
-        settings.feed_size,
-        title,
-        f"{category.name}: the latest from {settings.title}.",
-    )
-
-
-def page_count(snapshot: Snapshot, name: str, settings: Settings) -> int:
-    """How many pages a feed has (at least one, even when empty); 0 for no such feed."""
-    found = _sources(snapshot, name, settings)
-    if found is None:
-        return 0
-    return max(1, math.ceil(len(found[0]) / found[1]))
-
-
-def feed_view(snapshot: Snapshot, name: str, settings: Settings, page: int = 1) -> FeedView | None:
-    """The entries and links of one page of a feed; None for an unknown feed or page."""
-    found = _sources(snapshot, name, settings)
-    if found is None:
-        return None
-    sources, size, title, description = found
-    last_page = page_count(snapshot, name, settings)
-    if not 1 <= page <= last_page:
-        return None
-    shown = sources[(page - 1) * size : page * size]
+def feed_view(
+    feed: Feed,
+    page: int,
+    shown: Sequence[Item] | Sequence[Week],
+    settings: Settings,
+    bodies: Bodies,
+) -> FeedView:
+    """The entries and links of one page of a feed, `shown` being that page's entries."""
     entries = tuple(
-        _week_entry(s, snapshot, settings)
+        _week_entry(s, settings, bodies)
         if isinstance(s, Week)
-        else _item_entry(s, snapshot, settings)
+        else _item_entry(s, settings, bodies)
         for s in shown
     )
     return FeedView(
-        name=name,
-        title=title,
-        description=description,
-        html_url=settings.base_url + html_path(name),
+        name=feed.name,
+        title=feed.title,
+        description=feed.description,
+        html_url=settings.base_url + feed.html_path,
         entries=entries,
         page=page,
-        last_page=last_page,
+        last_page=feed.last_page,
     )
 
 
@@ -476,18 +318,37 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
-RENDERERS: dict[Format, Callable[[FeedView, Settings], bytes]] = {
-    "rss": render_rss,
-    "atom": render_atom,
-    "json": render_json,
-}
+@dataclass(frozen=True, slots=True)
+class FeedFormat:
+    """One format every feed is published in: how it is served, named and written."""
+
+    name: Format  # also the file suffix: /feeds/<feed>.<name>
+    label: str  # its name for people, as in a link's title: "JSON Feed"
+    link_text: str  # its name in a list of links: "JSON"
+    content_type: str  # as served
+    link_type: str  # in a page's <link rel="alternate" type=…>
+    render: Callable[[FeedView, Settings], bytes]
 
 
-def render_view(format: Format, view: FeedView, settings: Settings, snapshot: Snapshot) -> bytes:
+#: The formats, in the order pages list them.
+FORMATS: dict[str, FeedFormat] = {
+    format.name: format
+    for format in (
+        FeedFormat("atom", "Atom", "Atom", "application/atom+xml; charset=utf-8",
+                   "application/atom+xml", render_atom),
+        FeedFormat("rss", "RSS", "RSS", "application/rss+xml; charset=utf-8",
+                   "application/rss+xml", render_rss),
+        FeedFormat("json", "JSON Feed", "JSON", "application/feed+json; charset=utf-8",
+                   "application/feed+json", render_json),
+    )
+}  # fmt: skip
+
+
+def render_view(format: str, view: FeedView, settings: Settings, report: Report) -> bytes:
     """One page of a feed in one format, behind the fault barrier: if it cannot be
     written, each entry is tried alone, those that fail are reported as their files'
     problems and left out, and the page is written with the rest."""
-    renderer = RENDERERS[format]
+    renderer = FORMATS[format].render
     try:
         return renderer(view, settings)
     except Exception as error:
@@ -499,177 +360,10 @@ def render_view(format: Format, view: FeedView, settings: Settings, snapshot: Sn
             entry.source, f"rendering its {format} entry", partial(renderer, alone, settings)
         )
         if isinstance(found, Problem):
-            snapshot.report(entry.source, found)
+            report(entry.source, found)
         else:
             kept.append(entry)
     return renderer(replace(view, entries=tuple(kept)), settings)
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    """What one page of one feed shows, and the signature of its bytes."""
-
-    shown: Sequence[Item] | Sequence[Week]
-    signature: str
-
-
-def _page(snapshot: Snapshot, key: FeedKey, settings: Settings) -> _Page | None:
-    """The page `key` names, worked out once per snapshot; None for no such page."""
-    memo_key = ("page", key)
-    found: _Page | None = snapshot.memo.get(memo_key)
-    if found is None and memo_key not in snapshot.memo:
-        sources = _sources(snapshot, key.name, settings)
-        last_page = page_count(snapshot, key.name, settings)
-        if sources is not None and key.format in RENDERERS and 1 <= key.page <= last_page:
-            size = sources[1]
-            shown = sources[0][(key.page - 1) * size : key.page * size]
-            versions = _versions_shown(snapshot, key, shown)
-            found = _Page(shown, signature(key, last_page, versions, settings))
-        snapshot.memo.put(memo_key, found)
-    return found
-
-
-def feed_document(snapshot: Snapshot, key: FeedKey, settings: Settings) -> Document | None:
-    """One page of one feed in one format, rendered once per snapshot; None if unknown."""
-
-    def build() -> Document | None:
-        page = _page(snapshot, key, settings)
-        if page is None:
-            return None
-
-        def render() -> tuple[bytes, bytes]:
-            started, cpu_started = time.perf_counter(), time.thread_time()
-            view = feed_view(snapshot, key.name, settings, key.page)
-            assert view is not None  # _page made the same checks
-            body = render_view(key.format, view, settings, snapshot)  # type: ignore[arg-type]
-            gzipped = compress(body)
-            # First pages render at start-up and after a change; a static export renders
-            # thousands of later pages, which would drown the log.
-            log.log(
-                logging.INFO if key.page == 1 else logging.DEBUG,
-                "rendered %s: %d bytes; %.0f ms (%.1f ms CPU)",
-                feed_path(key.name, key.format, key.page), len(body),
-                (time.perf_counter() - started) * 1000, (time.thread_time() - cpu_started) * 1000,
-            )  # fmt: skip
-            return body, gzipped
-
-        def finish(body: bytes, gzipped: bytes, load: Callable[[bool], Stream] | None) -> Document:
-            return make_document(body, key.format, last_modified, gzipped, load)
-
-        last_modified = max((source.updated for source in page.shown), default=None)
-        # Only first pages are kept on disk: they are what a restart serves at once; a
-        # static export of every page would otherwise fill the cache with gigabytes.
-        document: Document = snapshot.document_of(
-            page.signature, render, finish, persist=key.page == 1
-        )
-        return document
-
-    return memoised(snapshot, key, build)
-
-
-def warm(snapshot: Snapshot, settings: Settings) -> None:
-    """Render the first page of every feed in every format now, before any request asks.
-
-    The bodies they need are rendered first, all together (spread
-    over the cores), rather than one by one inside each feed's render."""
-    keys = [FeedKey(name, format) for name, _ in feed_names(snapshot) for format in RENDERERS]
-    needed: list[Item] = []
-    weeks: dict[str, Week] = {}  # of the weekly pages to render
-    for key in keys:
-        page = _page(snapshot, key, settings)
-        if page is None or key in snapshot.memo or snapshot.has_document(page.signature):
-            continue
-        for source in page.shown:
-            if isinstance(source, Week):
-                weeks[source.name] = source
-                needed.extend(source.items)
-            else:
-                needed.append(source)
-    with snapshot.bodies(needed):
-        # The weekly feed's formats share each week's HTML: built once, before they are.
-        for week in weeks.values():
-            week_html(snapshot, week, settings)
-        # gzip, hashing and SQLite release the GIL: with two threads, one feed is
-        # compressed while the next is written. The threads are gone before anything forks.
-        with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:
-            for _ in pool.map(lambda key: _warm_one(snapshot, key, settings), keys):
-                pass
-    # The roundups' HTML was kept to build the weekly feed's three formats; they are
-    # built now, and in a preloading master those megabytes would sit in every worker.
-    for week in snapshot.weeks[: settings.weekly_size]:
-        snapshot.memo.discard(("roundup", week.name))
-    sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
-
-
-def _warm_one(snapshot: Snapshot, key: FeedKey, settings: Settings) -> None:
-    """Render one feed ahead of requests; a failure (a bug: files fail alone) is logged
-    and left to the first request, and never stops a start-up."""
-    try:
-        feed_document(snapshot, key, settings)
-    except Exception:
-        log.exception("rendering %s ahead of requests failed", feed_path(key.name, key.format))
-
-
-def _version(item: Item) -> str:
-    source = item.source
-    return f"{source.path}\0{source.digest}\0{source.mtime_ns}\0{item.page}"
-
-
-def signature(key: FeedKey, last_page: int, versions: str, settings: Settings) -> str:
-    """Everything a feed page's bytes follow from, hashed: its key in a persistent cache.
-
-    `versions` stands for the items or weeks shown (`_versions_shown`); the code
-    versions cover the code that turns them into bytes.
-    """
-    parts = (_CODE_VERSIONS, key, last_page, settings, versions)
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def _versions_shown(
-    snapshot: Snapshot, key: FeedKey, shown: Sequence[Item] | Sequence[Week]
-) -> str:
-    """A digest of what the shown items and weeks follow from, shared by a page's formats.
-
-    An item is a function of its file (path, content digest, mtime: `Source`), the
-    settings and the page name the index gives it (`itemfile.parse_item`), so those
-    stand for it: hashing them is a fraction of hashing every field's repr, which at
-    100,000 items took ~185 ms for a weekly page of ~11,500 stories.
-    """
-    memo_key = ("versions", key.name, key.page)
-    found: str | None = snapshot.memo.get(memo_key)
-    if found is None:
-        lines = []
-        for source in shown:
-            if isinstance(source, Week):
-                lines.append(repr((source.name, source.end, source.complete, source.intro)))
-                lines.extend(map(_version, source.items))
-            else:
-                lines.append(_version(source))
-        found = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-        snapshot.memo.put(memo_key, found)
-    return found
-
-
-_CODE_VERSIONS = (
-    __version__,
-    sanitize.RULES_VERSION,
-    importlib.metadata.version("feedgen"),
-    itemfile.MARKDOWN_VERSION,
-)
-
-
-def html_path(name: str) -> str:
-    """The HTML page a feed is the alternate of."""
-    return {"all": "/", "weekly": "/weekly/"}.get(name, f"/categories/{name}")
-
-
-def feed_names(snapshot: Snapshot) -> list[tuple[str, str]]:
-    """(name, title) of every feed, in the order the index and the OPML list them."""
-    return [
-        ("all", "All items"),
-        ("weekly", "Weekly roundup"),
-        *((c.slug, c.name) for c in snapshot.categories),
-    ]
 
 
 def render_opml(snapshot: Snapshot, settings: Settings) -> bytes:
@@ -682,7 +376,8 @@ def render_opml(snapshot: Snapshot, settings: Settings) -> bytes:
     ElementTree.SubElement(head, "ownerName").text = settings.author
     body = ElementTree.SubElement(opml, "body")
     # One outline per feed (Atom), so that importing the list subscribes to each feed once.
-    for name, label in feed_names(snapshot):
+    for feed in snapshot.feeds.values():
+        name, label = feed.name, feed.label
         ElementTree.SubElement(
             body,
             "outline",
@@ -690,18 +385,8 @@ def render_opml(snapshot: Snapshot, settings: Settings) -> bytes:
             text=f"{settings.title}: {label}",
             title=f"{settings.title}: {label}",
             xmlUrl=feed_url(settings, name, "atom"),
-            htmlUrl=settings.base_url + html_path(name),
+            htmlUrl=settings.base_url + feed.html_path,
         )
     ElementTree.indent(opml)
     document: bytes = ElementTree.tostring(opml, encoding="utf-8", xml_declaration=True)
     return document + b"\n"
-
-
-def opml_document(snapshot: Snapshot, settings: Settings) -> Document:
-    def build() -> Document:
-        newest = max((i.updated for i in snapshot.items), default=None)
-        return make_document(render_opml(snapshot, settings), "opml", newest)
-
-    document = memoised(snapshot, FeedKey("feeds", "opml"), build)
-    assert document is not None
-    return document

@@ -13,17 +13,18 @@ from pathlib import Path
 from flask import Flask
 
 from feedsvc import render
-from feedsvc.model import FORMATS, Snapshot
+from feedsvc.feeds import feed_path
+from feedsvc.model import Snapshot
 from feedsvc.store import Store
 
 
-def urls(snapshot: Snapshot, store: Store) -> Iterator[str]:
+def urls(snapshot: Snapshot) -> Iterator[str]:
     """Every document of the site: feeds (every page), pages, the OPML."""
     yield from ("/", "/weekly/", "/feeds.opml")
-    for name, _label in render.feed_names(snapshot):
-        for page in range(1, render.page_count(snapshot, name, store.settings) + 1):
-            for format in FORMATS:
-                yield render.feed_path(name, format, page)
+    for feed in snapshot.feeds.values():
+        for page in range(1, feed.last_page + 1):
+            for format in render.FORMATS:
+                yield feed_path(feed.name, format, page)
     for category in snapshot.categories:
         yield f"/categories/{category.slug}"
     for folder, name in snapshot.pages:
@@ -52,7 +53,7 @@ def export(app: Flask, out_dir: Path) -> int:
     store: Store = app.extensions["feedsvc"]
     client = app.test_client()
     written = 0
-    for url in urls(store.snapshot(), store):
+    for url in urls(store.snapshot()):
         # One request: the gzip representation the server sends, and the plain bytes it
         # was compressed from (decompressing gives them back exactly).
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"})

@@ -1,9 +1,10 @@
-"""The Flask blueprint: routes, HTTP semantics (SPEC §HTTP) and the HTML pages.
+"""The Flask blueprint: routes, HTTP semantics and the HTML pages.
 
-A request reads the current snapshot once and looks its document up in the snapshot's
-memo; rendering happens at most once per snapshot and document. Polls of a feed's first
-page, the request aggregators repeat all day, are answered by `FeedPolls` ahead of
-Flask's routing, with the same `answer` the routes use.
+A request reads the current snapshot once and asks `Documents` for its document, which
+is rendered at most once per snapshot. Polls of a feed's first page, the request
+aggregators repeat all day, are answered by `FeedPolls` ahead of Flask's routing, with
+the same `answer` the routes use. Templates do no I/O: a view hands each one what it
+shows (an item's body, a week's roundup).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 from feedsvc import faults, render, weekly
 from feedsvc.config import Settings
-from feedsvc.model import FORMATS, Content, FeedKey, Snapshot
+from feedsvc.documents import Document, Documents, PageKey
+from feedsvc.feeds import feed_url
+from feedsvc.model import Content, FeedKey, Snapshot
 from feedsvc.store import Clock, Store
 
 bp = Blueprint("feedsvc", __name__)
@@ -39,6 +42,10 @@ NOSNIFF = [("X-Content-Type-Options", "nosniff")]  # on every response, set wher
 
 def store() -> Store:
     return current_app.extensions["feedsvc"]  # type: ignore[no-any-return]
+
+
+def documents() -> Documents:
+    return current_app.extensions["feedsvc.documents"]  # type: ignore[no-any-return]
 
 
 def settings() -> Settings:
@@ -67,7 +74,7 @@ def max_age(snapshot: Snapshot, longest: int, clock: Clock) -> int:
 Answer = tuple[int, list[tuple[str, str]], Iterable[bytes]]
 
 
-def answer(environ: WSGIEnvironment, document: render.Document, cache_seconds: int) -> Answer:
+def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> Answer:
     """(status, headers, body) for a GET or HEAD of a memoised document: gzip when the
     client accepts it, 304 (or 412 under If-Match) by Werkzeug's RFC 9110 rules.
 
@@ -101,7 +108,7 @@ def answer(environ: WSGIEnvironment, document: render.Document, cache_seconds: i
     return 200, headers, body  # the server leaves it out for HEAD (Werkzeug, FeedPolls)
 
 
-def send(document: render.Document | None, req: Request, cache_seconds: int) -> Response:
+def send(document: Document | None, req: Request, cache_seconds: int) -> Response:
     """`answer` as a Flask response; 404 if there is no such document."""
     if document is None:
         abort(404)
@@ -115,9 +122,10 @@ class FeedPolls:
     with `answer`, as the `feed` route would, without Flask's request and response
     objects; anything else, an unknown feed included, goes on to Flask."""
 
-    def __init__(self, app: WSGIApplication, feeds: Store) -> None:
+    def __init__(self, app: WSGIApplication, feeds: Store, documents: Documents) -> None:
         self.app = app
         self.feeds = feeds
+        self.documents = documents
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -127,10 +135,10 @@ class FeedPolls:
             and not environ.get("QUERY_STRING")
         ):
             name, _, format = path[7:].rpartition(".")
-            if format in FORMATS and "/" not in name:
+            if format in render.FORMATS:
                 snapshot = self.feeds.snapshot()
                 settings = self.feeds.settings
-                document = render.feed_document(snapshot, FeedKey(name, format), settings)
+                document = self.documents.feed(snapshot, FeedKey(name, format))
                 if document is not None:
                     seconds = max_age(snapshot, settings.cache_max_age, self.feeds.clock)
                     status, headers, body = answer(environ, document, seconds)
@@ -153,7 +161,7 @@ _STATUS = {code: f"{code} {HTTP_STATUS_CODES[code]}" for code in (200, 304, 412)
 
 
 def page_number() -> int:
-    """`?page=N` with N a positive whole number; anything else is 404 (SPEC §HTTP)."""
+    """`?page=N` with N a positive whole number; anything else is 404."""
     if not request.query_string:  # the common case: skip parsing the query
         return 1
     value = request.args.get("page", "1")
@@ -164,47 +172,47 @@ def page_number() -> int:
 
 def send_page(
     snapshot: Snapshot,
-    key: tuple[str, ...],
     template: str,
-    page: Callable[[], str] | None = None,
+    page: Callable[[], dict[str, object]] | None = None,
+    updated: datetime | None = None,
     **context: object,
 ) -> Response:
     """An HTML page, rendered once per snapshot like the feeds: `template` with `context`,
-    or what `page()` renders."""
+    and with what `page()` gives (what it shows that takes work to get, such as a body)."""
 
-    def build() -> render.Document:
-        if page is not None:
-            body = page()
-        else:
-            body = render_template(template, snapshot=snapshot, site=settings(), **context)
-        newest = context.get("updated")
-        return render.make_document(
-            body.encode("utf-8"), "html", newest if isinstance(newest, datetime) else None
-        )
+    def build() -> tuple[bytes, datetime | None]:
+        shown = page() if page is not None else {}
+        body = render_template(template, snapshot=snapshot, site=settings(), **context, **shown)
+        return body.encode("utf-8"), updated
 
-    document = render.memoised(snapshot, ("html", *key), build)
+    key = PageKey(request.path)
+    document = documents().page(snapshot, key, render.HTML_TYPE, build)
     return send(document, request, max_age(snapshot, PAGE_MAX_AGE, store().clock))
 
 
 # -- routes -----------------------------------------------------------------------------
 
 
-@bp.get("/feeds/<filename>")
+@bp.get("/feeds/<path:filename>")
 def feed(filename: str) -> Response:
     name, _, format = filename.rpartition(".")
-    if format not in FORMATS:
+    if format not in render.FORMATS:
         abort(404)
     feeds = store()
     snapshot = feeds.snapshot()
-    key = FeedKey(name, format, page_number())
-    document = render.feed_document(snapshot, key, feeds.settings)
+    document = documents().feed(snapshot, FeedKey(name, format, page_number()))
     return send(document, request, max_age(snapshot, feeds.settings.cache_max_age, feeds.clock))
 
 
 @bp.get("/feeds.opml")
 def opml() -> Response:
     snapshot = store().snapshot()
-    document = render.opml_document(snapshot, settings())
+
+    def build() -> tuple[bytes, datetime | None]:
+        newest = max((i.updated for i in snapshot.items), default=None)
+        return render.render_opml(snapshot, settings()), newest
+
+    document = documents().page(snapshot, PageKey("/feeds.opml"), render.OPML_TYPE, build)
     return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock))
 
 
@@ -212,7 +220,7 @@ def opml() -> Response:
 def index() -> Response:
     snapshot = store().snapshot()
     newest = max((i.updated for i in snapshot.items), default=None)
-    return send_page(snapshot, ("index",), "index.html", updated=newest)
+    return send_page(snapshot, "index.html", updated=newest)
 
 
 @bp.get("/categories/<slug>")
@@ -222,12 +230,13 @@ def category(slug: str) -> Response:
     if found is None:
         abort(404)
     newest = max((i.updated for i in found.items), default=None)
-    return send_page(snapshot, ("category", slug), "category.html", category=found, updated=newest)
+    return send_page(snapshot, "category.html", category=found, updated=newest)
 
 
 @bp.get("/items/<category>/<page>")
 def item(category: str, page: str) -> Response:
-    snapshot = store().snapshot()
+    feeds = store()
+    snapshot = feeds.snapshot()
     found = snapshot.page(category, page)
     if found is None:
         abort(404)
@@ -235,24 +244,27 @@ def item(category: str, page: str) -> Response:
     def item_page() -> str:
         """The page behind the fault barrier: if it cannot be written with the item's body,
         it is written without, and the file's problem says why."""
-        context = {"snapshot": snapshot, "site": settings(), "item": found}
+        context = {"snapshot": snapshot, "site": feeds.settings, "item": found}
         try:
-            return render_template("item.html", content=snapshot.content_of(found), **context)
+            content = feeds.bodies.content(found)
+            return render_template("item.html", content=content, **context)
         except Exception as error:
             path = found.source.path
-            snapshot.report(path, faults.problem(path, "rendering its page", error))
+            feeds.report(path, faults.problem(path, "rendering its page", error))
             return render_template("item.html", content=Content("", ""), **context)
 
-    return send_page(
-        snapshot, ("item", category, page), "item.html", item_page, updated=found.updated
-    )
+    def build() -> tuple[bytes, datetime | None]:
+        return item_page().encode("utf-8"), found.updated
+
+    document = documents().page(snapshot, PageKey(request.path), render.HTML_TYPE, build)
+    return send(document, request, max_age(snapshot, PAGE_MAX_AGE, feeds.clock))
 
 
 @bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
 def weeks() -> Response:
     snapshot = store().snapshot()
     newest = max((w.updated for w in snapshot.weeks), default=None)
-    return send_page(snapshot, ("weeks",), "weeks.html", updated=newest)
+    return send_page(snapshot, "weeks.html", updated=newest)
 
 
 @bp.get("/weekly/<name>")
@@ -261,7 +273,12 @@ def week(name: str) -> Response:
     found = snapshot.week(name)
     if found is None:
         abort(404)
-    return send_page(snapshot, ("week", name), "week.html", week=found, updated=found.updated)
+    bodies = store().bodies
+
+    def roundup() -> dict[str, object]:
+        return {"roundup": render.week_html(found, settings(), bodies)}
+
+    return send_page(snapshot, "week.html", roundup, updated=found.updated, week=found)
 
 
 @bp.get("/healthz")
@@ -282,7 +299,7 @@ def healthz() -> Response:
         "refused": len({p.path for p in errors}),  # files with an error: not published as is
         "errors": len(errors),
         "warnings": len(problems) - len(errors),
-        "documents_rendered": sum(snapshot.renders.values()),
+        "documents_rendered": sum(documents().renders(snapshot).values()),
         "reload": {
             "ok": failure is None,
             "failing_since": failure.since.isoformat() if failure else None,
@@ -295,11 +312,13 @@ def healthz() -> Response:
     return response
 
 
-def register(app: Flask, store_: Store) -> None:
-    """Attach the store, the blueprint, the template helpers and the common headers."""
+def register(app: Flask, store_: Store, documents_: Documents) -> None:
+    """Attach the store and its documents, the blueprint, the template helpers and the
+    common headers."""
     app.extensions["feedsvc"] = store_
+    app.extensions["feedsvc.documents"] = documents_
     app.register_blueprint(bp)
-    app.wsgi_app = FeedPolls(app.wsgi_app, store_)  # type: ignore[method-assign]
+    app.wsgi_app = FeedPolls(app.wsgi_app, store_, documents_)  # type: ignore[method-assign]
 
     default_options = app.make_default_options_response
 
@@ -322,9 +341,7 @@ def register(app: Flask, store_: Store) -> None:
         return response
 
     app.jinja_env.globals.update(
-        feed_url=lambda name, fmt: render.feed_url(store_.settings, name, fmt),
-        feed_names=render.feed_names,
+        feed_url=lambda name, fmt: feed_url(store_.settings, name, fmt),
         week_title=lambda w: weekly.week_title(w, store_.settings),
-        roundup=lambda snapshot, w: render.week_html(snapshot, w, store_.settings),
-        formats=FORMATS,
+        formats=tuple(render.FORMATS.values()),
     )

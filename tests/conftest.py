@@ -43,7 +43,7 @@ class Clock:
 
 @dataclass
 class Site:
-    """An items folder under tmp_path with helpers that read like the SPEC."""
+    """An items folder under tmp_path, with helpers to write items and build the app."""
 
     root: Path
     clock: Clock = field(default_factory=Clock)
@@ -119,13 +119,13 @@ def before_atom_renders(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], None
     """From now on `hook` runs before every Atom render, in the rendering thread."""
     from feedsvc import render
 
-    original = render.RENDERERS["atom"]
+    original = render.FORMATS["atom"]
 
     def hooked(view: Any, settings: Settings) -> bytes:
         hook()
-        return original(view, settings)
+        return original.render(view, settings)
 
-    monkeypatch.setitem(render.RENDERERS, "atom", hooked)
+    monkeypatch.setitem(render.FORMATS, "atom", replace(original, render=hooked))
 
 
 @dataclass

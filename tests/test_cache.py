@@ -1,4 +1,5 @@
-"""The cost model (DESIGN §Cost model) and the persistent cache that makes restarts cheap."""
+"""The cost model (work in proportion to the change) and the persistent cache that makes
+restarts cheap."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,8 +25,11 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from feedsvc import cache as cache_module
+from feedsvc import web
+from feedsvc.bodies import Bodies
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
+from feedsvc.documents import REFRESH_PATIENCE, Documents, Memo, PageKey, make_document
 from feedsvc.itemfile import parse_intro, parse_item
 from feedsvc.model import Content, FeedKey, Item, ParsedFile, Snapshot
 from feedsvc.store import Store
@@ -35,10 +40,21 @@ def cached_settings(site: Site, **overrides: object) -> Settings:
     return site.settings(cache_dir=site.root / "cache", **overrides)
 
 
-def feed_bytes(store: Store, url_name: str = "all", fmt: str = "atom") -> bytes:
-    from feedsvc import render
+_DOCUMENTS: weakref.WeakKeyDictionary[Store, Documents] = weakref.WeakKeyDictionary()
 
-    document = render.feed_document(store.snapshot(), FeedKey(url_name, fmt), store.settings)  # type: ignore[arg-type]
+
+def documents_for(store: Store, **options: Any) -> Documents:
+    """The documents of `store` (made with `options` on first use), as create_app pairs them."""
+    found = _DOCUMENTS.get(store)
+    if found is None:
+        found = _DOCUMENTS[store] = Documents(
+            store.settings, store.cache, store.bodies, store.current, **options
+        )
+    return found
+
+
+def feed_bytes(store: Store, url_name: str = "all", fmt: str = "atom") -> bytes:
+    document = documents_for(store).feed(store.snapshot(), FeedKey(url_name, fmt))
     assert document is not None
     return document.body
 
@@ -101,22 +117,23 @@ def test_a_reload_with_nothing_changed_keeps_the_snapshot_and_its_rendered_bytes
     first = store.reload()
     feed_bytes(store)
     assert store.reload() is first
-    assert first.renders[FeedKey("all", "atom")] == 1
+    assert documents_for(store).renders(first)[FeedKey("all", "atom")] == 1
 
 
-def test_bodies_are_rendered_only_for_items_that_are_shown(site: Site) -> None:
+def test_bodies_are_rendered_only_for_items_that_are_shown(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
     populate(site, 30)
     store = Store(site.settings(feed_size=5, weekly_size=1), site.clock)
     store.reload()
     rendered: list[str] = []
-    original = store.content_of
+    original = store.bodies.content
 
-    def counting(item):  # type: ignore[no-untyped-def]
+    def counting(item: Item) -> Content:
         rendered.append(item.source.path)
         return original(item)
 
-    snapshot = store.snapshot()
-    object.__setattr__(snapshot, "content_of", counting)
+    monkeypatch.setattr(store.bodies, "content", counting)
     feed_bytes(store, "news")
     assert len(rendered) == 5
 
@@ -144,7 +161,7 @@ def test_bodies_come_from_the_cache_after_a_restart(site: Site) -> None:
     snapshot = second.reload()
     item = snapshot.items[0]
     (site.items / item.source.path).unlink()  # the body can no longer be read from disk
-    assert "Body" in second.content_of(item).html
+    assert "Body" in second.bodies.content(item).html
 
 
 def test_a_change_of_content_is_parsed_again(site: Site) -> None:
@@ -158,25 +175,15 @@ def test_a_change_of_content_is_parsed_again(site: Site) -> None:
     assert store.parse_count == 1
     assert "Changed title" in [i.title for i in snapshot.items]
     changed = next(i for i in snapshot.items if i.title == "Changed title")
-    assert "New body." in store.content_of(changed).html
+    assert "New body." in store.bodies.content(changed).html
 
 
-@pytest.mark.parametrize(
-    ("setting", "value"),
-    [
-        ("RULES_VERSION", "different-sanitiser-rules"),
-        ("__version__", "99.0"),
-    ],
-)
-def test_a_change_of_rules_or_version_drops_the_cache(
-    site: Site, monkeypatch: pytest.MonkeyPatch, setting: str, value: str
-) -> None:
+def test_a_change_of_code_drops_the_cache(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     populate(site, 3)
     first = Store(cached_settings(site), site.clock)
     first.reload()
     feed_bytes(first)
-    target = cache_module.sanitize if setting == "RULES_VERSION" else cache_module
-    monkeypatch.setattr(target, setting, value)
+    monkeypatch.setattr(cache_module, "code_digest", lambda: "other code")
     second = Store(cached_settings(site), site.clock)
     second.reload()
     assert second.parse_count == 4
@@ -195,10 +202,13 @@ def test_a_change_of_settings_that_parsing_reads_drops_the_cache(site: Site) -> 
 
 BAD_ROWS = {
     "bad-row-object": '{"item": 5}',
-    "bad-row-item-not-a-list": "[5, [], null]",
-    "bad-row-short-item": '[["news", "a"], [], null]',
-    "bad-row-short-intro": '[null, [], ["2020-W40", "t"]]',
-    "bad-row-problem": '[null, [["p", 1]], null]',
+    "bad-row-item-not-a-list": "[[5, []], null]",
+    "bad-row-short-item": '[[["news", "a"], []], null]',
+    "bad-row-short-intro": '[[null, []], ["2020-W40", "t"]]',
+    "bad-row-problem": '[[null, [["p", 1]]], null]',
+    "bad-row-markup": (
+        '[[null, []], ["2020-W40", "t", ["_weekly/2020-W40.md", 1, 1, "d", "rst"]]]'
+    ),
 }
 
 
@@ -285,18 +295,20 @@ def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:
     assert off.cache_dir is None
 
 
-def test_a_warm_restart_serves_rendered_feeds_from_the_cache(site: Site) -> None:
+def test_a_warm_restart_serves_rendered_feeds_from_the_cache(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
     populate(site)
     cold = Store(cached_settings(site), site.clock)
     cold.reload()
     expected = {name: feed_bytes(cold, name) for name in ("all", "news", "weekly")}
     warm = Store(cached_settings(site), site.clock)
-    snapshot = warm.reload()
+    warm.reload()
 
     def no_rendering(item: object) -> None:
         raise AssertionError("a cached feed was rendered again")
 
-    object.__setattr__(snapshot, "content_of", no_rendering)
+    monkeypatch.setattr(warm.bodies, "content", no_rendering)
     assert {name: feed_bytes(warm, name) for name in expected} == expected
 
 
@@ -306,13 +318,13 @@ def test_a_warm_start_up_reads_no_body(site: Site, monkeypatch: pytest.MonkeyPat
     populate(site)
     site.app(cache_dir=site.root / "cache")  # renders and stores the first pages
     read: list[str] = []
-    content_of = Store.content_of
+    content = Bodies.content
 
-    def spy(self: Store, item: Item) -> Content:
+    def spy(self: Bodies, item: Item) -> Content:
         read.append(item.slug)
-        return content_of(self, item)
+        return content(self, item)
 
-    monkeypatch.setattr(Store, "content_of", spy)
+    monkeypatch.setattr(Bodies, "content", spy)
     app = site.app(cache_dir=site.root / "cache")
     assert read == []
     assert b"Story 3" in app.test_client().get("/feeds/weekly.atom").data
@@ -388,11 +400,8 @@ def test_a_named_symlink_out_of_the_folder_is_refused(site: Site) -> None:
 
 
 def test_the_memo_keeps_recent_documents_within_its_budget() -> None:
-    from feedsvc.model import Memo
-    from feedsvc.render import make_document
-
     memo = Memo(max_bytes=3_000)
-    documents = {n: make_document(bytes([n]) * 1_000, "html", None) for n in range(5)}
+    documents = {n: make_document(bytes([n]) * 1_000, "text/html", None) for n in range(5)}
     memo.put("a", documents[0])
     memo.put("b", documents[1])
     memo.get("a")  # recently used: survives
@@ -404,15 +413,16 @@ def test_the_memo_keeps_recent_documents_within_its_budget() -> None:
     assert memo.get("missing", "absent") is None
 
 
-def test_crawling_every_item_page_keeps_memory_bounded(site: Site) -> None:
+def test_crawling_every_page_keeps_memory_bounded(site: Site) -> None:
     populate(site, 30)
-    client = site.client()
-    snapshot = client.application.extensions["feedsvc"].snapshot()
-    object.__setattr__(snapshot, "memo", type(snapshot.memo)(max_bytes=20_000))
-    for item in snapshot.items:
-        assert client.get(item.path).status_code == 200
-    held = [key for key in snapshot.memo._values if key[0] == "html"]
-    assert 0 < len(held) < 30
+    store = Store(site.settings(), site.clock)
+    snapshot = store.reload()
+    documents = documents_for(store, memo_bytes=20_000)
+    for item in snapshot.items:  # what a crawler walking every item page makes
+        page = PageKey(item.path)
+        documents.page(snapshot, page, "text/html", lambda: (bytes(1_000), None))
+    held = documents.held(snapshot)["pages"]
+    assert 0 < held <= 20_000 < 30 * 2 * 1_000
 
 
 def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> None:
@@ -423,13 +433,13 @@ def test_a_change_to_one_file_re_renders_only_the_feeds_it_is_in(site: Site) -> 
     feeds = [(name, fmt) for name in ("all", "news", "tech", "weekly") for fmt in ("atom", "rss")]
     for name, fmt in feeds:
         feed_bytes(store, name, fmt)
-    assert store.render_count == 8
+    assert documents_for(store).render_count == 8
     site.write_item("tech", "2020-09-02-b.md", {"title": "B, edited"}, body="Longer body now.")
     store.reload()
     for name, fmt in feeds:
         feed_bytes(store, name, fmt)
     # all, tech and weekly (both formats) hold the edited item; news does not.
-    assert store.render_count == 8 + 6
+    assert documents_for(store).render_count == 8 + 6
     assert b"B, edited" in feed_bytes(store, "tech")
 
 
@@ -444,10 +454,12 @@ def entry_titles(body: bytes) -> list[str]:
     return [entry.title for entry in feedparser.parse(body).entries]
 
 
-def serving_store(site: Site) -> Store:
-    """A server's store (renders off requests) with one news item, "A", its feed served."""
+def serving_store(site: Site, patience: float = REFRESH_PATIENCE) -> Store:
+    """A server's store (renders off requests, waiting `patience` for them) with one news
+    item, "A", its feed served."""
     site.write_item("news", "2020-09-01-a.md", {"title": "A"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store = Store(site.settings(), site.clock)
+    documents_for(store, refresh_off_requests=True, patience=patience)
     store.reload()
     feed_bytes(store, "news")
     return store
@@ -456,26 +468,25 @@ def serving_store(site: Site) -> Store:
 def test_after_a_change_a_request_waits_briefly_for_a_feed_a_thread_renders(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedsvc import store as store_module
-
     site.write_item("news", "2020-09-01-a.md", {"title": "A"})
     site.write_item("tech", "2020-09-02-b.md", {"title": "B"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store = Store(site.settings(), site.clock)
+    # A patience long enough for any machine: this is not a timing test.
+    documents = documents_for(store, refresh_off_requests=True, patience=30.0)
     store.reload()
     feed_bytes(store, "news")
     tech_before = feed_bytes(store, "tech")
     threads = renders_in_threads(monkeypatch)
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 30.0)  # not a timing test
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
-    renders = store.render_count
+    renders = documents.render_count
     # A render within the patience is waited for: the first request gets the new feed.
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
     assert feed_bytes(store, "tech") == tech_before
     # news was rendered again, off the request path; tech, untouched, was not.
     assert threads == ["feedsvc-render"]
-    assert store.render_count == renders + 1
-    store.wait_for_refresh()
+    assert documents.render_count == renders + 1
+    documents.wait_for_refresh()
     # With nothing left to render, the store holds no thread.
     assert "feedsvc-render" not in [thread.name for thread in threading.enumerate()]
 
@@ -483,29 +494,23 @@ def test_after_a_change_a_request_waits_briefly_for_a_feed_a_thread_renders(
 def test_a_request_gets_the_previous_feed_while_a_slow_render_runs(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedsvc import store as store_module
-
-    store = serving_store(site)
+    store = serving_store(site, patience=0.05)
     before = feed_bytes(store, "news")
     go_on = hold_atom_renders(monkeypatch)
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
     assert feed_bytes(store, "news") == before  # after the patience, not the render
     assert feed_bytes(store, "news") == before  # asked once: still on its way
     go_on.set()
-    store.wait_for_refresh()
+    documents_for(store).wait_for_refresh()
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
 
 
 def test_a_request_waiting_for_a_render_is_answered_when_it_ends_despite_a_newer_change(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedsvc import store as store_module
-
-    store = serving_store(site)
+    store = serving_store(site, patience=60.0)
     go_on = hold_atom_renders(monkeypatch)
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 60.0)
     requests = ThreadPoolExecutor(2)
     try:
         site.write_item("news", "2020-09-01-a.md", {"title": "B"})
@@ -525,16 +530,15 @@ def test_a_request_waiting_for_a_render_is_answered_when_it_ends_despite_a_newer
 
 
 def test_only_first_pages_are_kept_to_answer_while_a_change_is_rendered(site: Site) -> None:
-    from feedsvc import render
-
     for day in range(1, 8):
         site.write_item("news", f"2020-09-0{day}-a.md", {"title": f"A{day}"})
-    store = Store(site.settings(feed_size=2), site.clock, refresh_off_requests=True)
+    store = Store(site.settings(feed_size=2), site.clock)
+    documents = documents_for(store, refresh_off_requests=True)
     store.reload()
     for page in (1, 2, 3):  # a crawler walks the pages
-        render.feed_document(store.snapshot(), FeedKey("news", "atom", page), store.settings)
+        documents.feed(store.snapshot(), FeedKey("news", "atom", page))
     site.write_item("news", "2020-09-08-a.md", {"title": "A8"})
-    assert set(store.reload().stale) == {FeedKey("news", "atom")}
+    assert documents.stale(store.reload()) == {FeedKey("news", "atom")}
 
 
 def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request(
@@ -552,7 +556,7 @@ def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request
     site.write_item("news", "2020-09-01-a.md", {"title": "A, edited"})
     store.reload()
     assert entry_titles(feed_bytes(store, "news")) == ["A"]
-    store.wait_for_refresh()
+    documents_for(store).wait_for_refresh()
     assert "rendering FeedKey(name='news', format='atom', page=1) failed" in caplog.text
     failing.clear()
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
@@ -597,35 +601,42 @@ def test_the_log_says_what_each_reload_and_render_cost(
     )
 
 
-def test_a_roundup_is_assembled_once_for_every_format(site: Site) -> None:
+def test_a_roundup_is_assembled_once_for_every_format(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
     populate(site, 6)
     store = Store(site.settings(), site.clock)
-    snapshot = store.reload()
+    store.reload()
     asked: list[str] = []
-    original = snapshot.content_of
+    original = store.bodies.content
 
-    def counting(item):  # type: ignore[no-untyped-def]
+    def counting(item: Item) -> Content:
         asked.append(item.source.path)
         return original(item)
 
-    object.__setattr__(snapshot, "content_of", counting)
+    monkeypatch.setattr(store.bodies, "content", counting)
     for fmt in ("atom", "rss", "json"):
         feed_bytes(store, "weekly", fmt)
     assert sorted(asked) == sorted(set(asked))
     assert len(asked) == 6
 
 
-def test_a_very_large_document_leaves_its_bytes_in_the_cache(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def spilling_app(site: Site) -> Flask:
+    """The app over a cached store whose documents keep any over 1,000 bytes on disk."""
+    store = Store(cached_settings(site), site.clock)
+    documents = documents_for(store, spill_bytes=1_000)
+    store.reload()
+    app = Flask("feedsvc", static_folder=None)
+    web.register(app, store, documents)
+    return app
+
+
+def test_a_very_large_document_leaves_its_bytes_in_the_cache(site: Site) -> None:
     populate(site)
     whole = site.client().get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
-    monkeypatch.setattr("feedsvc.store.SPILL_BYTES", 1_000)
-    app = site.app(cache_dir=site.root / "cache")
+    app = spilling_app(site)
     store = app.extensions["feedsvc"]
-    from feedsvc import render
-
-    document = render.feed_document(store.snapshot(), FeedKey("weekly", "atom"), store.settings)
+    document = documents_for(store).feed(store.snapshot(), FeedKey("weekly", "atom"))
     assert document is not None and document.held is None and document.size == 0
     client = app.test_client()
     spilled = client.get("/feeds/weekly.atom", headers={"Accept-Encoding": "gzip"})
@@ -662,9 +673,8 @@ def test_a_very_large_document_is_streamed_from_the_cache_in_pieces(
 ) -> None:
     populate(site)
     whole = site.client().get("/feeds/weekly.atom").data
-    monkeypatch.setattr("feedsvc.store.SPILL_BYTES", 1_000)
     monkeypatch.setattr(cache_module, "STREAM_CHUNK", 512)
-    app = site.app(cache_dir=site.root / "cache")
+    app = spilling_app(site)
     opened: list[sqlite3.Connection] = []
     connect = sqlite3.connect
 
@@ -741,31 +751,26 @@ def test_only_first_pages_are_kept_on_disk(site: Site) -> None:
 
 def _claim_setup(site: Site) -> tuple[Store, Snapshot, str, Path]:
     """A store on a fresh cache, and the signature of its all.atom first page."""
-    from feedsvc import render
-
     populate(site)
     store = Store(cached_settings(site), site.clock)
     snapshot = store.reload()
-    page = render._page(snapshot, FeedKey("all", "atom"), store.settings)
-    assert page is not None
-    return store, snapshot, page.signature, site.root / "cache" / FILE_NAME
+    signature = documents_for(store).signature(snapshot, FeedKey("all", "atom"))
+    assert signature is not None
+    return store, snapshot, signature, site.root / "cache" / FILE_NAME
 
 
 def test_a_worker_waits_for_the_bytes_of_a_feed_another_worker_is_rendering(
     site: Site,
 ) -> None:
-    from feedsvc import render
-
     store, snapshot, signature, path = _claim_setup(site)
+    documents = documents_for(store)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with sqlite3.connect(path) as db:
             db.execute("INSERT INTO claims VALUES (?, ?, ?)", (signature, other.pid, time.time()))
         got: list[Any] = []
         key = FeedKey("all", "atom")
-        waiter = threading.Thread(
-            target=lambda: got.append(render.feed_document(snapshot, key, store.settings))
-        )
+        waiter = threading.Thread(target=lambda: got.append(documents.feed(snapshot, key)))
         waiter.start()
         time.sleep(0.2)
         assert waiter.is_alive() and not got
@@ -777,7 +782,7 @@ def test_a_worker_waits_for_the_bytes_of_a_feed_another_worker_is_rendering(
             )
             db.execute("DELETE FROM claims")
         waiter.join(timeout=10)
-        assert got[0].body == theirs and store.render_count == 0
+        assert got[0].body == theirs and documents.render_count == 0
     finally:
         other.kill()
         other.wait()
@@ -785,9 +790,8 @@ def test_a_worker_waits_for_the_bytes_of_a_feed_another_worker_is_rendering(
 
 @pytest.mark.parametrize("how", ["process-gone", "claim-too-old", "released-unrendered"])
 def test_a_claim_that_cannot_deliver_is_taken_over(site: Site, how: str) -> None:
-    from feedsvc import render
-
     store, snapshot, signature, path = _claim_setup(site)
+    documents = documents_for(store)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         if how == "process-gone":
@@ -804,8 +808,8 @@ def test_a_claim_that_cannot_deliver_is_taken_over(site: Site, how: str) -> None
                     db.execute("DELETE FROM claims")
 
             threading.Thread(target=release).start()
-        document = render.feed_document(snapshot, FeedKey("all", "atom"), store.settings)
-        assert document is not None and store.render_count == 1
+        document = documents.feed(snapshot, FeedKey("all", "atom"))
+        assert document is not None and documents.render_count == 1
         assert feedparser.parse(document.body).entries
         with sqlite3.connect(path) as db:
             assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
@@ -833,3 +837,71 @@ def test_a_request_does_not_wait_for_a_reload_when_a_scheduled_item_comes_due(
         store._reload_lock.release()
         request.shutdown()
     assert [item.title for item in store.snapshot().items] == ["Later", "Now"]
+
+
+def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_failed_read_or_write_is_a_miss_and_the_next_one_tries_again(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="feedsvc.cache")
+    cache = Cache(site.root / "cache", cached_settings(site), busy_timeout=0.01)
+    assert cache.store_document("kept", b"body", b"gzipped")
+    holder = sqlite3.connect(site.root / "cache" / FILE_NAME, isolation_level=None)
+    try:
+        # Another process writes for longer than this one waits: writing fails (twice,
+        # logged once), a claim fails (render here), reading goes on (WAL).
+        holder.execute("BEGIN EXCLUSIVE")
+        assert not cache.store_document("new", b"x", b"y")
+        assert not cache.store_document("new", b"x", b"y")
+        assert cache.claim("new") is None
+        assert cache.document("kept") == (b"body", b"gzipped")
+        holder.execute("ROLLBACK")
+        assert cache.store_document("new", b"x", b"y")
+        assert cache.document("new") == (b"x", b"y")
+        # Another process holds the file alone: reading fails too, here from the
+        # connection a fork makes the next use open.
+        cache.close()
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("SELECT count(*) FROM documents").fetchall()
+        assert cache.document("kept") is None
+        assert not cache.has_document("kept")
+        assert cache.content("digest", "/items/a/b") is None
+        assert cache.document_stream("kept", gzipped=False) is None
+        assert not cache.store_document("other", b"x", b"y")
+    finally:
+        holder.close()
+    assert cache.enabled
+    assert cache.document("kept") == (b"body", b"gzipped")
+    assert cache.store_document("other", b"x", b"y")
+    stream = cache.document_stream("other", gzipped=True)
+    assert stream is not None and b"".join(stream[1]) == b"y"
+    assert [message.split(" (")[0] for message in warnings_logged(caplog)] == [
+        "cache write busy",
+        "cache claim busy",
+        "cache read busy",
+    ]
+
+
+def test_a_failed_query_leaves_no_transaction_open(site: Site) -> None:
+    cache = Cache(site.root / "cache", cached_settings(site), busy_timeout=0.01)
+    assert not cache._write("INSERT INTO no_such_table VALUES (?)", [(1,)])
+    assert cache._run("SELECT * FROM no_such_table") == []
+    assert cache.store_document("s", b"x", b"y") and cache.document("s") == (b"x", b"y")
+    with sqlite3.connect(site.root / "cache" / FILE_NAME, timeout=0.01) as other:
+        other.execute("DELETE FROM documents")  # not blocked by a transaction left open
+
+
+def test_a_cache_that_cannot_be_opened_stays_off_and_says_so_once(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = site.root / "file-not-folder"
+    blocker.write_text("x")
+    cache = Cache(blocker / "cache", cached_settings(site))
+    assert not cache.enabled
+    assert not cache.store_document("s", b"x", b"y")
+    assert cache.document("s") is None and cache.claim("s") is None
+    assert len(warnings_logged(caplog)) == 1

@@ -1,4 +1,4 @@
-"""The `feedsvc` command (SPEC §CLI): check, new, build."""
+"""The `feedsvc` command: check, new, build."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ LINE = re.compile(
     r"^(?P<path>[^:]+)(?::(?P<line>\d+))?: (?P<severity>error|warning): (?P<msg>.+)$"
 )
 
-#: One file per SPEC §Bad input hazard that a single file can carry, and what check says.
+#: One file per kind of bad input that a single file can carry, and what check says.
 HAZARDS = {
     "news/2020-09-01-no-title.md": (b"---\ndate: 2020-09-01\n---\nBody.", "error", "title"),
     "news/2020-09-02-list-title.md": (b"---\ntitle: [a, b]\n---\nBody.", "error", "must be text"),
@@ -220,7 +220,7 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     app = create_app(clock=site.clock, watch=False)
     client = app.test_client()
     store = app.extensions["feedsvc"]
-    every = list(urls(store.snapshot(), store))
+    every = list(urls(store.snapshot()))
     assert "/feeds/news.atom?page=3" in every
     assert "/items/news/story" in every
     assert "/weekly/2020-W36" in every

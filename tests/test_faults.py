@@ -7,6 +7,7 @@ and reloads, the Flask app, `feedsvc check`. The generated hazards are in test_h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,8 +19,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
-from feedsvc import itemfile
-from feedsvc import store as store_module
+from feedsvc import itemfile, loading
 from feedsvc.cli import main
 from feedsvc.index import Index
 from feedsvc.model import Problem, printable
@@ -91,7 +91,7 @@ def test_a_file_swapped_for_a_fifo_after_the_scan_is_not_read_blocking(site: Sit
 
     def read() -> None:
         try:
-            outcome.append(store_module.read_file(str(path)))
+            outcome.append(loading.read_file(str(path)))
         except OSError as error:
             outcome.append(error)
         done.set()
@@ -189,14 +189,14 @@ def test_an_entry_that_cannot_be_written_is_left_out_of_its_feed(
 
     site.write_item("news", "2020-09-01-good.md", {"title": "Good"})
     site.write_item("news", "2020-09-02-bad.md", {"title": "Bad"})
-    atom = render.RENDERERS["atom"]
+    atom = render.FORMATS["atom"]
 
     def refuses_bad(view: render.FeedView, settings: object) -> bytes:
         if any(entry.title == "Bad" for entry in view.entries):
             raise ValueError("All strings must be XML compatible")
-        return atom(view, settings)  # type: ignore[arg-type]
+        return atom.render(view, settings)  # type: ignore[arg-type]
 
-    monkeypatch.setitem(render.RENDERERS, "atom", refuses_bad)
+    monkeypatch.setitem(render.FORMATS, "atom", dataclasses.replace(atom, render=refuses_bad))
     client = site.client()
     feed = feedparser.parse(client.get("/feeds/all.atom").data)
     assert [entry.title for entry in feed.entries] == ["Good"]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import feedparser
 import pytest
 
-from feedsvc import render
-from feedsvc import store as store_module
+from feedsvc import lifecycle
+from feedsvc.documents import Documents
 from feedsvc.model import FeedKey
 from feedsvc.store import Store
 from feedsvc.watch import Watcher
@@ -62,7 +62,7 @@ def test_memory_a_load_freed_goes_back_to_the_system_before_workers_fork() -> No
     between objects that stay are resident until the C heap is trimmed, which the hook
     that runs before a fork does; measured in a fresh process, whose heap is its own."""
     code = """
-from feedsvc.watch import _give_back_free_memory
+from feedsvc.lifecycle import give_back_free_memory
 
 def anon_mb():
     with open("/proc/self/status") as status:
@@ -73,7 +73,7 @@ rows = [bytes(2048) + str(n).encode() for n in range(100_000)]  # ~200 MB of C-h
 kept = rows[::64]
 del rows
 before = anon_mb()
-_give_back_free_memory()
+give_back_free_memory()
 print(before, anon_mb())
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -82,19 +82,29 @@ print(before, anon_mb())
     assert before - after > 150, f"{before} MB resident before, {after} MB after"
 
 
-def titles(store: Store) -> list[str]:
-    document = render.feed_document(store.snapshot(), FeedKey("news", "atom"), store.settings)
+def serving(site: Site, patience: float) -> tuple[Store, Documents]:
+    """A server's store and documents (renders off requests), as create_app pairs them."""
+    store = Store(site.settings(), site.clock)
+    documents = Documents(
+        store.settings, store.cache, store.bodies, store.current,
+        refresh_off_requests=True, patience=patience,
+    )  # fmt: skip
+    return store, documents
+
+
+def titles(store: Store, documents: Documents) -> list[str]:
+    document = documents.feed(store.snapshot(), FeedKey("news", "atom"))
     assert document is not None
     return [entry.title for entry in feedparser.parse(document.body).entries]
 
 
-def child_renders_three(store: Store) -> bool:
+def child_renders_three(store: Store, documents: Documents) -> bool:
     """In a forked child: after a reload, the request gets the new feed, which only the
     child's own render thread can have rendered within the patience."""
     store.reload()
-    if titles(store) != ["Three"]:
+    if titles(store, documents) != ["Three"]:
         return False
-    store.wait_for_refresh()  # the thread is the child's own: it ends
+    documents.wait_for_refresh()  # the thread is the child's own: it ends
     return True
 
 
@@ -117,22 +127,28 @@ def in_a_child(check: Callable[[], bool]) -> bool:
 def test_a_forked_child_renders_out_of_date_feeds_in_a_thread_of_its_own(
     site: Site, hooks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A server's store forks with its watcher's hooks; a bare fork must work too."""
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 5.0)  # not a timing test
+    """A server's store forks with its hooks; a bare fork must work too."""
     site.write_item("news", "2020-09-29-a.md", {"title": "One"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store, documents = serving(site, patience=5.0)  # not a timing test
     store.reload()
-    titles(store)
+    titles(store, documents)
     site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
     store.reload()
-    titles(store)
-    store.wait_for_refresh()  # the parent's render thread has run
-    assert titles(store) == ["Two"]
-    watcher = Watcher(store).start() if hooks else None
+    titles(store, documents)
+    documents.wait_for_refresh()  # the parent's render thread has run
+    assert titles(store, documents) == ["Two"]
+    if hooks:
+        watcher = Watcher(store).start()
+        lifecycle.register(documents)
+        lifecycle.register(store)
     site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
-    assert in_a_child(lambda: child_renders_three(store))
-    if watcher is not None:
-        watcher.stop()
+    try:
+        assert in_a_child(lambda: child_renders_three(store, documents))
+    finally:
+        if hooks:
+            watcher.stop()
+            lifecycle.unregister(documents)
+            lifecycle.unregister(store)
 
 
 def test_a_child_forked_while_the_parent_renders_renders_on_its_own(
@@ -141,19 +157,18 @@ def test_a_child_forked_while_the_parent_renders_renders_on_its_own(
     """Forked (without the hooks) while the parent's render thread is busy: that thread,
     its queue and its locks stay behind, and the child must not wait for them."""
     site.write_item("news", "2020-09-29-a.md", {"title": "One"})
-    store = Store(site.settings(), site.clock, refresh_off_requests=True)
+    store, documents = serving(site, patience=0.05)
     store.reload()
-    titles(store)
+    titles(store, documents)
     go_on = hold_atom_renders(monkeypatch, in_process=os.getpid())  # the parent's only
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 0.05)
     site.write_item("news", "2020-09-29-a.md", {"title": "Two"})
     store.reload()
-    assert titles(store) == ["One"]
+    assert titles(store, documents) == ["One"]
     assert go_on.started.wait(timeout=30), "the parent's thread is held in the render"
-    monkeypatch.setattr(store_module, "REFRESH_PATIENCE", 5.0)  # not a timing test
+    documents.patience = 5.0  # not a timing test
     site.write_item("news", "2020-09-29-a.md", {"title": "Three"})
     try:
-        assert in_a_child(lambda: child_renders_three(store))
+        assert in_a_child(lambda: child_renders_three(store, documents))
     finally:
         go_on.set()
-    store.wait_for_refresh()
+    documents.wait_for_refresh()

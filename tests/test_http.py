@@ -1,4 +1,4 @@
-"""Aggregator-grade HTTP (SPEC §HTTP): conditional GET, HEAD, gzip, caching, paging, errors."""
+"""Aggregator-grade HTTP: conditional GET, HEAD, gzip, caching, paging, errors."""
 
 from __future__ import annotations
 
@@ -179,11 +179,13 @@ def test_accept_encoding_is_honoured(
 
 def test_gzip_is_compressed_once_per_content_change(client: FlaskClient) -> None:
     store = client.application.extensions["feedsvc"]
+    documents = client.application.extensions["feedsvc.documents"]
     a = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
     b = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
     assert a.data == b.data
-    document = store.snapshot().memo[FeedKey("all", "atom")]
+    document = documents.feed(store.snapshot(), FeedKey("all", "atom"))
     assert document.gzipped == a.data
+    assert documents.renders(store.snapshot())[FeedKey("all", "atom")] == 1
 
 
 def test_cache_control(client: FlaskClient) -> None:
@@ -328,9 +330,10 @@ def test_start_up_renders_every_first_page_and_requests_render_nothing(
     client: FlaskClient,
 ) -> None:
     store = client.application.extensions["feedsvc"]
+    documents = client.application.extensions["feedsvc.documents"]
     feeds = [f"/feeds/{name}.{fmt}" for name in ("all", "weekly", "retail")
              for fmt in ("rss", "atom", "json")]  # fmt: skip
-    assert store.render_count == len(feeds)
+    assert documents.render_count == len(feeds)
     etag = client.get("/feeds/all.atom").headers["ETag"]
     for n in range(1000):
         headers = {"If-None-Match": etag} if n % 2 else {"Accept-Encoding": "gzip"}
@@ -341,17 +344,17 @@ def test_start_up_renders_every_first_page_and_requests_render_nothing(
             json.loads(body)["items"] if url.endswith(".json") else feedparser.parse(body).entries
         )
         assert entries
-    assert store.snapshot().renders[FeedKey("all", "atom")] == 1
+    assert documents.renders(store.snapshot())[FeedKey("all", "atom")] == 1
     health = json.loads(client.get("/healthz").data)
     assert health["documents_rendered"] == len(feeds)
 
 
 def test_a_page_past_the_first_is_rendered_once_on_request(paged: FlaskClient) -> None:
-    store = paged.application.extensions["feedsvc"]
-    before = store.render_count
+    documents = paged.application.extensions["feedsvc.documents"]
+    before = documents.render_count
     for _ in range(3):
         assert paged.get("/feeds/all.atom?page=2").status_code == 200
-    assert store.render_count == before + 1
+    assert documents.render_count == before + 1
 
 
 def test_if_modified_since_uses_http_dates(client: FlaskClient) -> None:

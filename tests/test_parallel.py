@@ -5,12 +5,15 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from feedsvc import parallel, store
+from feedsvc import loading, parallel, store
 from feedsvc.model import FeedKey
 from feedsvc.scanning import Entry
 from tests.conftest import Site
@@ -89,24 +92,26 @@ def test_start_up_in_helper_processes_publishes_the_same_bytes(
 def test_start_up_rendered_every_body_the_first_pages_show(site: Site) -> None:
     many_items(site)
     app = site.app()
-    store = app.extensions["feedsvc"]
-    snapshot = store.snapshot()
-    rendered = store.render_count
-    assert FeedKey("weekly", "atom") in snapshot.memo
+    documents = app.extensions["feedsvc.documents"]
+    snapshot = app.extensions["feedsvc"].snapshot()
+    rendered = documents.render_count
+    assert documents.renders(snapshot)[FeedKey("weekly", "atom")] == 1
     # The weekly feed holds every story of its weeks: their bodies were all rendered up
     # front, so serving it (and the pages) renders nothing more.
     client = app.test_client()
     for url in ("/feeds/weekly.atom", "/feeds/all.rss", "/feeds/news.json"):
         assert client.get(url).status_code == 200
-    assert store.render_count == rendered
+    assert documents.render_count == rendered
 
 
 def test_start_up_keeps_no_roundup_html_once_the_weekly_feed_is_built(site: Site) -> None:
     many_items(site)
     app = site.app()
     snapshot = app.extensions["feedsvc"].snapshot()
-    assert FeedKey("weekly", "rss") in snapshot.memo
-    assert not [k for k in snapshot.memo._values if isinstance(k, tuple) and k[0] == "roundup"]
+    documents = app.extensions["feedsvc.documents"]
+    held = documents.held(snapshot)
+    assert held["feeds"] > 0 and documents.renders(snapshot)[FeedKey("weekly", "rss")] == 1
+    assert held["views"] == 0, "the roundups' HTML was let go once the formats were rendered"
     page = app.test_client().get("/weekly/2020-W39")  # builds that week's HTML again
     assert page.status_code == 200 and b"Story" in page.data
 
@@ -121,7 +126,7 @@ def test_a_parse_result_crosses_processes_as_its_cache_row(site: Site, cached: b
         full = str(site.items / path)
         stat = os.stat(full)
         entry = Entry(path, kind, full, stat.st_size, stat.st_mtime_ns)
-        result = store._read_and_parse(settings, cached, entry)
+        result = loading.read_and_parse(settings, cached, entry)
 
         data = pickle.dumps(result)
         copy = pickle.loads(data)
@@ -165,3 +170,27 @@ def test_start_up_leaves_no_thread_behind(site: Site) -> None:
     before = threading.active_count()
     site.app()
     assert threading.active_count() == before, [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
+def test_a_large_reload_of_a_registered_store_forks_its_helpers_without_the_hooks(
+    site: Site,
+) -> None:
+    """An app's store has fork hooks (its reload lock is taken before a fork); a reload
+    that forks helper processes holds that lock, so it must fork them without the hooks.
+    In a process of its own, with one thread (else no helper is forked), bounded."""
+    site.items.mkdir(parents=True)
+    script = f"""
+import sys
+from tests.conftest import Site
+from tests.test_parallel import MANY, many_items
+from pathlib import Path
+site = Site(Path({str(site.root)!r}))
+store = site.app().extensions["feedsvc"]
+many_items(site)
+store.reload()
+sys.exit(0 if len(store.snapshot().items) == MANY else 1)
+"""
+    top = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=top, timeout=120, check=False)
+    assert done.returncode == 0

@@ -1,0 +1,625 @@
+"""Rendered documents: the one place a feed page, an HTML page or the OPML is kept once
+rendered, and the only way to ask for one.
+
+    documents.feed(snapshot, FeedKey(name, format, page)) -> Document | None
+    documents.page(snapshot, key, content_type, build) -> Document
+    documents.warm(snapshot)
+
+Where a document is found, in order:
+
+1. the snapshot's memo (`_State.memo`, typed keys: `FeedKey`, `PageKey`, `_Shown`,
+   `_ViewKey`), which lives as long as the snapshot does (a `WeakKeyDictionary`);
+2. by signature (a hash of everything its bytes follow from: `signature`), in a
+   bounded LRU that outlives snapshots, so a change renders again only the feeds it
+   touched;
+3. by signature in the persistent cache (SQLite, shared by the workers and kept across
+   restarts), first pages only; another worker rendering the same signature is waited
+   for (`Cache.claim`), so the workers render it once;
+4. rendered now. A document larger than SPILL_BYTES keeps its bytes in the cache only
+   and streams them from there for each 200.
+
+After a change, a server's documents (`refresh_off_requests`) render a feed's first
+page off the request path, in a thread of their own; a request waits for it at most
+`patience` seconds, then is answered with the bytes served before the change (the
+previous snapshot's first pages, carried over as `_State.stale`).
+
+Locking: `_lock` guards the map of states and the newest state; each `_State.memo` and
+the signature LRU have a lock of their own, held only to read or write one entry, never
+while rendering, so two requests may render the same document at once (the memo keeps
+one: both are the same bytes). The refresher has its own lock and condition (below).
+Before a fork no render may be half done: `before_fork` holds the refresher's `busy`
+lock across it, and closes nothing (the cache closes itself: `Cache.close`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from feedsvc import render, sanitize
+from feedsvc.bodies import Bodies
+from feedsvc.cache import Cache, code_digest
+from feedsvc.config import Settings
+from feedsvc.feeds import feed_path
+from feedsvc.model import Feed, FeedKey, Item, Snapshot, Stream, Week
+
+log = logging.getLogger(__name__)
+
+SPILL_BYTES = 8 * 1024 * 1024  # a rendered document larger than this stays on disk
+MEMO_BYTES = 256 * 1024 * 1024  # per snapshot: first pages stay, a crawl evicts the oldest
+SIGNATURE_BYTES = 64 * 1024 * 1024  # documents by signature, across snapshots
+#: Seconds a request waits for a feed a change made out of date before it is answered
+#: with the previous bytes: a feed of everything renders well within it, so every worker
+#: serves a new item as soon as it has reloaded, while a dense weekly feed does not hold
+#: a request for the whole of its render.
+REFRESH_PATIENCE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A response body as served: plain and gzip bytes, strong ETags, freshness data.
+
+    A very large document (a dense weekly feed) can leave its bytes in the persistent
+    cache and hold only `load`, which streams the one representation a 200 sends (plain
+    or gzip); a 304 needs the ETag alone.
+    """
+
+    held: tuple[bytes, bytes] | None  # (body, gzipped), or None: ask `load`
+    etag: str
+    content_type: str
+    last_modified: datetime | None
+    http_last_modified: str  # the same as an HTTP-date, formatted once
+    load: Callable[[bool], Stream] | None = None  # gzipped? -> those bytes, in pieces
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.open(gzipped=False)[1])
+
+    @property
+    def gzipped(self) -> bytes:
+        return b"".join(self.open(gzipped=True)[1])
+
+    def open(self, *, gzipped: bool) -> Stream:
+        """One representation as sent: its length, and its bytes in one piece or more."""
+        if self.held is not None:
+            chosen = self.held[gzipped]
+            return len(chosen), (chosen,)
+        assert self.load is not None
+        return self.load(gzipped)
+
+    @property
+    def size(self) -> int:
+        """Bytes held in memory, for the memo's budget."""
+        return len(self.held[0]) + len(self.held[1]) if self.held is not None else 0
+
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip representation is different bytes, so it gets a different strong ETag."""
+        return self.etag + "-gz"
+
+
+def compress(body: bytes) -> bytes:
+    """gzip, reproducibly (`mtime=0`): the same body always gives the same bytes."""
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def make_document(
+    body: bytes,
+    content_type: str,
+    last_modified: datetime | None,
+    gzipped: bytes | None = None,
+    load: Callable[[bool], Stream] | None = None,
+) -> Document:
+    """Compress (unless given the gzip bytes) and hash, once per content change; with
+    `load`, keep only what a conditional request needs and let `load` fetch the bytes."""
+    held = (body, compress(body) if gzipped is None else gzipped)
+    return Document(
+        held=None if load is not None else held,
+        load=load,
+        etag=hashlib.sha256(body).hexdigest()[:32],
+        content_type=content_type,
+        last_modified=last_modified,
+        http_last_modified=(
+            format_datetime(last_modified.astimezone(UTC), usegmt=True) if last_modified else ""
+        ),
+    )
+
+
+class Memo:
+    """A thread-safe LRU with a budget in bytes; a value weighs its `size` attribute (0
+    for None, the "no such document" answer, and for values without one)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._values: OrderedDict[Any, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._values
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._values:
+                return default
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def items(self) -> list[tuple[Any, Any]]:
+        """What it holds now, oldest use first (a copy)."""
+        with self._lock:
+            return list(self._values.items())
+
+    def discard(self, key: Any) -> None:
+        with self._lock:
+            if key in self._values:
+                self._bytes -= getattr(self._values.pop(key), "size", 0)
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            if key in self._values:
+                self._bytes -= getattr(self._values.pop(key), "size", 0)
+            self._values[key] = value
+            self._bytes += getattr(value, "size", 0)
+            while self._bytes > self.max_bytes and len(self._values) > 1:
+                _, evicted = self._values.popitem(last=False)
+                self._bytes -= getattr(evicted, "size", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """A document that is not a feed page: an HTML page or the OPML, by a name of the
+    caller's choosing (its path, say)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ShownKey:
+    feed: str
+    page: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What one page of one feed shows, and the signature of its bytes (all formats)."""
+
+    entries: Sequence[Item] | Sequence[Week]
+    versions: str  # what the entries follow from (`_versions`)
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ViewKey:
+    feed: str
+    page: int
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """A page's entries with their bodies, shared by its formats while they render."""
+
+    view: render.FeedView
+
+    @property
+    def size(self) -> int:
+        return sum(len(entry.html) for entry in self.view.entries)
+
+
+@dataclass(eq=False)
+class _State:
+    """The documents of one snapshot."""
+
+    memo: Memo
+    stale: dict[FeedKey, Document]  # first pages served before it, until its own are ready
+    renders: Counter[Any] = field(default_factory=Counter)
+
+
+class Documents:
+    """Every rendered document of a store's snapshots (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Cache,
+        bodies: Bodies,
+        current: Callable[[], Snapshot | None],
+        *,
+        refresh_off_requests: bool = False,
+        patience: float = REFRESH_PATIENCE,
+        memo_bytes: int = MEMO_BYTES,
+        spill_bytes: int = SPILL_BYTES,
+    ) -> None:
+        """`current` is the store's newest snapshot: only its documents are rendered off
+        the request path. With `refresh_off_requests` (a server's documents) a request
+        for a first page a change made out of date waits at most `patience` seconds."""
+        self.settings = settings
+        self.cache = cache
+        self.bodies = bodies
+        self.current = current
+        self.render_count = 0  # feed pages actually rendered (not found by signature)
+        self.memo_bytes = memo_bytes
+        self.spill_bytes = spill_bytes
+        self._lock = threading.Lock()
+        self._states: weakref.WeakKeyDictionary[Snapshot, _State] = weakref.WeakKeyDictionary()
+        self._newest: _State | None = None
+        self._signatures = Memo(SIGNATURE_BYTES)
+        #: Seconds a request waits for a render off the request path (may be changed).
+        self.patience = patience
+        self._refresher = _Refresher(self) if refresh_off_requests else None
+
+    # -- forking ---------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        """No render may be half done in the copy."""
+        if self._refresher is not None:
+            self._refresher.busy.acquire()
+
+    def after_fork(self, child: bool) -> None:
+        if self._refresher is not None:
+            self._refresher.after_fork(child)
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def feed(self, snapshot: Snapshot, key: FeedKey) -> Document | None:
+        """One page of one feed in one format; None for no such feed, page or format."""
+        state = self._state(snapshot)
+        missing = object()
+        found = state.memo.get(key, missing)
+        if found is not missing:
+            return found  # type: ignore[no-any-return]
+        previous = state.stale.get(key)
+        if self._refresher is not None and previous is not None:
+            if self._refresher.ask(snapshot, key, lambda: self._fill(snapshot, state, key)):
+                found = state.memo.get(key, missing)
+            return previous if found is missing else found
+        return self._fill(snapshot, state, key)
+
+    def page(
+        self,
+        snapshot: Snapshot,
+        key: PageKey,
+        content_type: str,
+        build: Callable[[], tuple[bytes, datetime | None]],
+    ) -> Document:
+        """A document that is not a feed page, built at most once per snapshot by
+        `build() -> (body, last_modified)`."""
+        state = self._state(snapshot)
+        found: Document | None = state.memo.get(key)
+        if found is None:
+            state.renders[key] += 1
+            body, last_modified = build()
+            found = make_document(body, content_type, last_modified)
+            state.memo.put(key, found)
+        return found
+
+    def renders(self, snapshot: Snapshot) -> Counter[Any]:
+        """How many times each document of `snapshot` was built (found by signature or
+        rendered), for /healthz and the tests."""
+        return self._state(snapshot).renders
+
+    def signature(self, snapshot: Snapshot, key: FeedKey) -> str | None:
+        """The signature `key`'s document is kept under (None: no such document)."""
+        shown = self._shown(snapshot, self._state(snapshot), key.name, key.page)
+        return None if shown is None else self._signature(snapshot, key, shown)
+
+    def held(self, snapshot: Snapshot) -> Counter[str]:
+        """Bytes `snapshot`'s memo holds, by kind: "feeds", "pages" (HTML, OPML) and
+        "views" (a page's entries with their bodies, kept while its formats render)."""
+        kinds = {FeedKey: "feeds", PageKey: "pages", _ViewKey: "views"}
+        held: Counter[str] = Counter()
+        for key, value in self._state(snapshot).memo.items():
+            kind = kinds.get(type(key))
+            if kind is not None:
+                held[kind] += getattr(value, "size", 0)
+        return held
+
+    def stale(self, snapshot: Snapshot) -> set[FeedKey]:
+        """The first pages `snapshot` can answer with from before it, until its own are
+        ready."""
+        return set(self._state(snapshot).stale)
+
+    def warm(self, snapshot: Snapshot) -> None:
+        """Render the first page of every feed in every format now, before any request
+        asks. The bodies they need are rendered first, all together (spread over the
+        cores), rather than one by one inside each feed's render."""
+        state = self._state(snapshot)
+        keys = [FeedKey(name, format) for name in snapshot.feeds for format in render.FORMATS]
+        needed: dict[str, Item] = {}
+        to_view: dict[str, _Shown] = {}
+        for key in keys:
+            shown = self._shown(snapshot, state, key.name, 1)
+            if shown is None or key in state.memo:
+                continue
+            signature = self._signature(snapshot, key, shown)
+            if signature in self._signatures or self.cache.has_document(signature):
+                continue
+            to_view[key.name] = shown
+            for entry in shown.entries:
+                for item in entry.items if isinstance(entry, Week) else (entry,):
+                    needed[item.source.path] = item
+        with self.bodies.at_hand(needed.values()):
+            # A page's formats share its view (a weekly page's roundups): built once first.
+            for name, shown in to_view.items():
+                self._view(state, snapshot.feeds[name], 1, shown)
+            # gzip, hashing and SQLite release the GIL: with two threads, one feed is
+            # compressed while the next is written. The threads end before anything forks.
+            with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:
+                for _ in pool.map(lambda key: self._warm_one(snapshot, key), keys):
+                    pass
+        # The views (with the roundups' HTML) were kept for a page's formats to share; in
+        # a preloading master those megabytes would sit in every worker.
+        for name in snapshot.feeds:
+            state.memo.discard(_ViewKey(name, 1))
+        sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
+
+    def wait_for_refresh(self) -> None:
+        """Until the documents requests asked for so far are rendered (for tests)."""
+        if self._refresher is not None:
+            self._refresher.wait()
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _state(self, snapshot: Snapshot) -> _State:
+        with self._lock:
+            state = self._states.get(snapshot)
+            if state is None:
+                state = _State(Memo(self.memo_bytes), self._carried_over())
+                self._states[snapshot] = state
+                self._newest = state
+            return state
+
+    def _carried_over(self) -> dict[FeedKey, Document]:
+        """The newest state's first pages of feeds (and those it still carries), for the
+        next snapshot to answer with while its own are rendered.
+
+        First pages only: they are what aggregators poll, a few per feed, whereas a
+        crawler's walk through later pages, carried from snapshot to snapshot outside the
+        memo's budget, would grow without bound.
+        """
+        previous = self._newest
+        if self._refresher is None or previous is None:
+            return {}
+        stale = dict(previous.stale)
+        for key, document in previous.memo.items():
+            if isinstance(key, FeedKey) and key.page == 1 and document is not None:
+                stale[key] = document
+        return stale
+
+    def _warm_one(self, snapshot: Snapshot, key: FeedKey) -> None:
+        """Render one feed ahead of requests; a failure (a bug: files fail alone) is
+        logged and left to the first request, and never stops a start-up."""
+        try:
+            self.feed(snapshot, key)
+        except Exception:
+            log.exception("rendering %s ahead of requests failed", feed_path(key.name, key.format))
+
+    def _fill(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
+        state.renders[key] += 1
+        document = self._build(snapshot, state, key)
+        state.memo.put(key, document)
+        return document
+
+    def _build(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
+        format = render.FORMATS.get(key.format)
+        shown = self._shown(snapshot, state, key.name, key.page)
+        if shown is None or format is None:
+            return None
+        feed = snapshot.feeds[key.name]
+
+        def rendered() -> tuple[bytes, bytes]:
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            view = self._view(state, feed, key.page, shown)
+            body = render.render_view(format.name, view, self.settings, self.bodies.report)
+            gzipped = compress(body)
+            # First pages render at start-up and after a change; a static export renders
+            # thousands of later pages, which would drown the log.
+            log.log(
+                logging.INFO if key.page == 1 else logging.DEBUG,
+                "rendered %s: %d bytes; %.0f ms (%.1f ms CPU)",
+                feed_path(key.name, key.format, key.page), len(body),
+                (time.perf_counter() - started) * 1000, (time.thread_time() - cpu_started) * 1000,
+            )  # fmt: skip
+            return body, gzipped
+
+        # Only first pages are kept on disk: they are what a restart serves at once; a
+        # static export of every page would otherwise fill the cache with gigabytes.
+        return self._by_signature(
+            self._signature(snapshot, key, shown),
+            rendered,
+            lambda body, gzipped, load: make_document(
+                body, format.content_type, shown.last_modified, gzipped, load
+            ),
+            persist=key.page == 1,
+        )
+
+    def _shown(self, snapshot: Snapshot, state: _State, name: str, page: int) -> _Shown | None:
+        """What page `page` of feed `name` shows, worked out once per snapshot; None for
+        no such feed or page."""
+        key = _ShownKey(name, page)
+        found: _Shown | None = state.memo.get(key)
+        if found is None and key not in state.memo:
+            feed = snapshot.feeds.get(name)
+            if feed is not None and 1 <= page <= feed.last_page:
+                entries = feed.entries[(page - 1) * feed.page_size : page * feed.page_size]
+                newest = max((entry.updated for entry in entries), default=None)
+                found = _Shown(entries, _versions(entries), newest)
+            state.memo.put(key, found)
+        return found
+
+    def _signature(self, snapshot: Snapshot, key: FeedKey, shown: _Shown) -> str:
+        last_page = snapshot.feeds[key.name].last_page
+        return signature(key, last_page, shown.versions, self.settings)
+
+    def _view(self, state: _State, feed: Feed, page: int, shown: _Shown) -> render.FeedView:
+        """The page's view with its bodies, built once for all of its formats."""
+        key = _ViewKey(feed.name, page)
+        found: _View | None = state.memo.get(key)
+        if found is None:
+            found = _View(render.feed_view(feed, page, shown.entries, self.settings, self.bodies))
+            state.memo.put(key, found)
+        return found.view
+
+    def _by_signature(
+        self,
+        signature: str,
+        rendered: Callable[[], tuple[bytes, bytes]],
+        finish: Callable[[bytes, bytes, Callable[[bool], Stream] | None], Document],
+        persist: bool,
+    ) -> Document:
+        """A document by signature: from memory (one a change did not touch), or from the
+        persistent cache, or `rendered()` and stored there if `persist`. A document to
+        persist is claimed first (`Cache.claim`), so that the workers render it once."""
+        document: Document | None = self._signatures.get(signature)
+        if document is not None:
+            return document
+        found = self.cache.document(signature) if persist else None
+        if found is None and persist:  # another worker may be rendering it right now
+            found = self.cache.claim(signature)
+        stored = found is not None
+        if found is None:
+            stale_before = self.bodies.stale_reads
+            try:
+                found = rendered()
+                self.render_count += 1
+                if self.bodies.stale_reads != stale_before:  # a body newer than its version
+                    return finish(*found, None)
+                stored = persist and self.cache.store_document(signature, *found)
+            finally:
+                if persist:
+                    self.cache.release(signature)
+        load = None
+        if stored and len(found[0]) + len(found[1]) > self.spill_bytes:
+
+            def load(gzipped: bool) -> Stream:
+                stream = self.cache.document_stream(signature, gzipped=gzipped)
+                if stream is not None:
+                    return stream
+                again = rendered()[gzipped]
+                return len(again), (again,)
+
+        document = finish(*found, load)
+        self._signatures.put(signature, document)
+        return document
+
+
+def signature(key: FeedKey, last_page: int, versions: str, settings: Settings) -> str:
+    """Everything a feed page's bytes follow from, hashed: its key in the persistent cache.
+
+    `versions` stands for the items or weeks shown (`_versions`); the code digest covers
+    the code that turns them into bytes, and `output_key` the settings that can.
+    """
+    parts = (code_digest(), key, last_page, settings.output_key(), versions)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _version(item: Item) -> str:
+    source = item.source
+    return f"{source.path}\0{source.digest}\0{source.mtime_ns}\0{item.page}"
+
+
+def _versions(entries: Sequence[Item] | Sequence[Week]) -> str:
+    """A digest of what the shown items and weeks follow from, shared by a page's formats.
+
+    An item is a function of its file (path, content digest, mtime: `Source`), the
+    settings and the page name the index gives it (`itemfile.parse_item`), so those
+    stand for it: hashing them is a fraction of hashing every field's repr.
+    """
+    lines = []
+    for entry in entries:
+        if isinstance(entry, Week):
+            lines.append(repr((entry.name, entry.end, entry.complete, entry.intro)))
+            lines.extend(map(_version, entry.items))
+        else:
+            lines.append(_version(entry))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+class _Refresher:
+    """A thread that renders the first pages requests found out of date, one at a time,
+    newest snapshot only; a request waits for its document at most `patience`, then is
+    answered from the stale first pages. The thread lives while there is work: idle
+    documents hold no thread.
+
+    `lock` guards `jobs`, `asked` and `thread`; `idle` (on `lock`) is notified when the
+    thread ends; `busy` is held while a job runs, and across a fork.
+    """
+
+    def __init__(self, documents: Documents) -> None:
+        self.documents = documents
+        self._reset()
+
+    def _reset(self) -> None:
+        self.jobs: deque[tuple[Snapshot, FeedKey, Callable[[], object], threading.Event]] = deque()
+        # key -> the snapshot it is rendered for, and set when that is done
+        self.asked: dict[FeedKey, tuple[Snapshot, threading.Event]] = {}
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.busy = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def after_fork(self, child: bool) -> None:
+        if child:  # the parent's thread stays behind: requests here ask again
+            self._reset()
+        else:
+            self.busy.release()
+
+    def ask(self, snapshot: Snapshot, key: FeedKey, job: Callable[[], object]) -> bool:
+        """Have `job` render `key` for `snapshot`; whether it is done within the patience."""
+        if self.pid != os.getpid():  # forked without the hooks: the thread stayed behind
+            self._reset()
+        with self.lock:
+            asked = self.asked.get(key)
+            if asked is None or asked[0] is not snapshot:  # not on its way yet
+                asked = self.asked[key] = (snapshot, threading.Event())
+                self.jobs.append((snapshot, key, job, asked[1]))
+                if self.thread is None:
+                    self.thread = threading.Thread(
+                        target=self._run, name="feedsvc-render", daemon=True
+                    )
+                    self.thread.start()
+        return asked[1].wait(self.documents.patience)
+
+    def wait(self) -> None:
+        with self.lock:
+            thread = self.thread
+            while self.thread is not None:
+                self.idle.wait()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self.jobs:
+                    self.thread = None
+                    self.idle.notify_all()
+                    return
+                snapshot, key, job, done = self.jobs.popleft()
+            try:
+                with self.busy:
+                    # A newer snapshot's requests ask for their own document.
+                    if snapshot is self.documents.current():
+                        job()
+            except Exception:  # a failed render must not stop the others
+                log.exception("rendering %s failed; requests render it themselves", key)
+                self.documents._state(snapshot).stale.pop(key, None)
+            finally:
+                with self.lock:
+                    asked = self.asked.get(key)
+                    if asked is not None and asked[0] is snapshot:
+                        del self.asked[key]
+                done.set()  # also when a newer snapshot asked meanwhile

@@ -194,7 +194,8 @@ class _ShownKey:
 
 @dataclass(frozen=True, slots=True)
 class _Shown:
-    """What one page of one feed shows, and the signature of its bytes (all formats)."""
+    """What one page of one feed shows, shared by its formats: the entries, what they
+    follow from (each format's signature is made from it) and their newest update."""
 
     entries: Sequence[Item] | Sequence[Week]
     versions: str  # what the entries follow from (`_versions`)

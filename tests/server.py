@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +118,20 @@ def _wait_until_ready(server: Server, workers: int, timeout: float = 30) -> None
         if status == 200 and len(server.worker_pids()) >= workers:
             return
     raise RuntimeError(f"gunicorn did not answer /healthz from {workers} workers in time")
+
+
+#: Seconds a running server has to show a change in every worker: generous, so that only
+#: a fault fails a test (the live-reload target is measured in benchmarks/).
+DEADLINE = 15.0
+ROUND = 16  # concurrent requests per look, so that every worker answers
+
+
+def everywhere(server: Server, check: Callable[[Server], bool], what: str = "changed") -> None:
+    """Until a round of concurrent requests (every worker answering) all pass `check`."""
+    deadline = time.monotonic() + DEADLINE
+    with ThreadPoolExecutor(max_workers=ROUND) as pool:
+        while time.monotonic() < deadline:
+            if all(pool.map(lambda _: check(server), range(ROUND))):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"not every worker {what} within {DEADLINE} s")

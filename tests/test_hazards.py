@@ -23,9 +23,7 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -49,14 +47,12 @@ from tests.hazards import (
     folders,
     materialise,
 )
-from tests.server import Server, running_server
+from tests.server import Server, everywhere, running_server
 
 FACTOR = int(os.environ.get("HAZARDS_EXAMPLES_FACTOR", "1"))
 FORMATS = ("rss", "atom", "json")
 ATOM_LINK = "{http://www.w3.org/2005/Atom}link"
 #: Seconds a running server has to publish a file; generous, so only a fault fails it.
-DEADLINE = 15.0
-ROUND = 16  # concurrent requests per look, so that every worker answers
 
 
 def bounded(examples: int, **overrides: Any) -> settings:
@@ -404,17 +400,6 @@ def expected_name(hazard: Hazard, built: Built, report: Any, lines: list[str]) -
 def feedsvc_serve() -> list[str]:
     script = Path(sys.executable).with_name("feedsvc")
     return [str(script), "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"]
-
-
-def everywhere(server: Server, check: Callable[[Server], bool], what: str) -> None:
-    """Until a round of concurrent requests (every worker answering) all pass `check`."""
-    deadline = time.monotonic() + DEADLINE
-    with ThreadPoolExecutor(max_workers=ROUND) as pool:
-        while time.monotonic() < deadline:
-            if all(pool.map(lambda _: check(server), range(ROUND))):
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"not every worker {what} within {DEADLINE} s")
 
 
 def rich(folder: Folder) -> bool:

@@ -13,17 +13,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
 import pytest
 
-from tests.server import Server, running_server
-
-DEADLINE = 15.0  # seconds; the target (2 s) is measured in benchmarks/, not asserted here
-ROUND = 16  # concurrent requests per look, so that both workers answer
+from tests.server import Server, everywhere, running_server
 
 
 def feedsvc_serve() -> list[str]:
@@ -50,17 +46,6 @@ def titles(server: Server) -> list[str]:
 
 def health(server: Server) -> dict[str, int]:
     return json.loads(server.request("/healthz")[2])  # type: ignore[no-any-return]
-
-
-def everywhere(server: Server, check: Callable[[Server], bool]) -> None:
-    """Wait until a round of concurrent requests (both workers answering) all pass `check`."""
-    deadline = time.monotonic() + DEADLINE
-    with ThreadPoolExecutor(max_workers=ROUND) as pool:
-        while time.monotonic() < deadline:
-            if all(pool.map(lambda _: check(server), range(ROUND))):
-                return
-            time.sleep(0.05)
-    raise AssertionError("the change did not reach every worker")
 
 
 def write(items: Path, name: str, title: str, body: str = "Body.", extra: str = "") -> Path:

@@ -47,14 +47,15 @@ ITEM_NAME = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)\.(?P<ext>md|ht
 INTRO_NAME = re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})\.md\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
-#: CommonMark with GitHub's tables, by pulldown-cmark (Rust, through pyromark), many times
-#: faster than a pure-Python parser. Raw HTML is passed through, because bleach, which
+#: CommonMark with GitHub's tables, by pulldown-cmark (Rust, through pyromark): every body
+#: is converted on a cold start, so a compiled parser (docs/architecture.md, Libraries). Raw HTML is passed through, because bleach, which
 #: sees all of the output, is the sanitiser (`feedsvc.sanitize`).
 _MARKDOWN_OPTIONS = pyromark.Options.ENABLE_TABLES
 #: What turning Markdown into HTML depends on besides the text; cached renderings carry it.
 MARKDOWN_VERSION = f"pyromark {importlib.metadata.version('pyromark')}"
 
-# The C loader (when PyYAML was built with libyaml) is several times faster on large trees.
+# The C loader when PyYAML was built with libyaml: front matter of every file is read on a
+# cold start.
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -214,8 +215,7 @@ def _split(text: str, *, required: bool) -> _Split:
     """Separate the front matter (between a first line `---` and the next `---`) from the body."""
     if not text.strip():
         _reject(None, "empty file")
-    # Line by line with `find`: splitting a whole 3 KB body into lines costs more than
-    # the rest of this put together.
+    # Line by line with `find`: only the front matter's lines are looked at, not the body's.
     end = _line_end(text, 0)
     if text[:end].rstrip() != "---":
         if required:

@@ -257,10 +257,18 @@ class Cache:
     """
 
     def __init__(
-        self, folder: Path | None, settings: Settings, *, busy_timeout: float | None = None
+        self,
+        folder: Path | None,
+        settings: Settings,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+        keep_document_bytes: int = KEEP_DOCUMENT_BYTES,
     ) -> None:
         self.zone = settings.zone
-        self._busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        self._busy_timeout = busy_timeout
+        self._keep_document_bytes = keep_document_bytes
+        #: Bytes per read of a document streamed to a client.
+        self.stream_chunk = STREAM_CHUNK
         self._lock = threading.Lock()
         self._reported: set[str] = set()  # kinds of failure logged already
         self._db: sqlite3.Connection | None = None
@@ -344,7 +352,7 @@ class Cache:
                     db.execute(
                         f"DELETE FROM content WHERE rowid <= ({newest}) - ?", (KEEP_CONTENT,)
                     )
-                    _prune_documents(db)
+                    _prune_documents(db, self._keep_document_bytes)
                 return db
             except sqlite3.Error as error:
                 if db is not None:
@@ -492,7 +500,7 @@ class Cache:
             with self._lock:
                 self._failed("read", error)
             return None
-        return len(blob), _Chunks(db, blob)
+        return len(blob), _Chunks(db, blob, self.stream_chunk)
 
     def claim(self, signature: str) -> tuple[bytes, bytes] | None:
         """Claim a document for this process to render, or wait for the process that has.
@@ -578,16 +586,17 @@ class Cache:
 
 
 class _Chunks:
-    """A stored blob read in STREAM_CHUNK pieces; closes its connection when done."""
+    """A stored blob read in pieces of `size`; closes its connection when done."""
 
-    def __init__(self, db: sqlite3.Connection, blob: sqlite3.Blob) -> None:
+    def __init__(self, db: sqlite3.Connection, blob: sqlite3.Blob, size: int) -> None:
         self._db = db
         self._blob = blob
+        self._size = size
         self._open = True
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            while chunk := self._blob.read(STREAM_CHUNK):
+            while chunk := self._blob.read(self._size):
                 yield chunk
         finally:
             self.close()
@@ -612,8 +621,8 @@ def _holds(pid: int, at: float, me: int, now: float) -> bool:
     return True
 
 
-def _prune_documents(db: sqlite3.Connection) -> None:
-    """Keep the newest rendered documents within KEEP_DOCUMENT_BYTES (SQLite reads a blob's
+def _prune_documents(db: sqlite3.Connection, keep: int) -> None:
+    """Keep the newest rendered documents within `keep` bytes (SQLite reads a blob's
     length from the record header, not the blob)."""
     sizes = db.execute(
         "SELECT rowid, length(body) + length(gzipped) FROM documents ORDER BY rowid DESC"
@@ -621,6 +630,6 @@ def _prune_documents(db: sqlite3.Connection) -> None:
     total = 0
     for rowid, size in sizes:
         total += size
-        if total > KEEP_DOCUMENT_BYTES:
+        if total > keep:
             db.execute("DELETE FROM documents WHERE rowid <= ?", (rowid,))
             return

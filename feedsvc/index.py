@@ -24,12 +24,22 @@ if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
 
 Key = tuple[datetime, datetime, str]  # (published, updated, id): oldest first
-PIECE = 512  # items per piece of an order (`_Ordered`): what a change to one item copies
+PIECE = 512  # items per piece of an order (`Ordered`): what a change to one item copies
 BULK_CHANGES = 1_000  # more items moved than this in one update: re-sort instead
 PAGES_REBASE = 256  # changed pages a view carries before the page map is copied afresh
 
 
-def _key(item: Item) -> Key:
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How the index trades copying against re-sorting (the defaults above); the results
+    never depend on it, which tests check by running the same changes under small values."""
+
+    piece: int = PIECE
+    bulk_changes: int = BULK_CHANGES
+    pages_rebase: int = PAGES_REBASE
+
+
+def order_key(item: Item) -> Key:
     return (item.published, item.updated, item.id)
 
 
@@ -97,7 +107,7 @@ class Run(Sequence[Item]):
         return f"Run({list(self)!r})"
 
 
-class _Ordered:
+class Ordered:
     """Items sorted oldest first: a flat list of keys for bisecting, and the items in
     pieces of about PIECE (tuples, replaced whole when one of their items changes).
 
@@ -106,16 +116,17 @@ class _Ordered:
     touch, and the slice of a touched order costs a tuple of its pieces.
     """
 
-    __slots__ = ("_pieces", "_slices", "_starts", "keys")
+    __slots__ = ("_piece", "_pieces", "_slices", "_starts", "keys")
 
-    def __init__(self, pairs: Iterable[tuple[Key, Item]] = ()) -> None:
+    def __init__(self, pairs: Iterable[tuple[Key, Item]] = (), piece: int = PIECE) -> None:
         """From (key, item) pairs already sorted."""
         pairs = list(pairs)
+        self._piece = piece
         self.keys: list[Key] = [key for key, _ in pairs]
         self._pieces: list[tuple[Item, ...]] = [
-            tuple(item for _, item in pairs[at : at + PIECE]) for at in range(0, len(pairs), PIECE)
+            tuple(item for _, item in pairs[at : at + piece]) for at in range(0, len(pairs), piece)
         ]
-        self._starts: list[int] = list(range(0, len(pairs), PIECE))
+        self._starts: list[int] = list(range(0, len(pairs), piece))
         self._slices: dict[tuple[bool, int], Run] = {}
 
     def add(self, item: Item, key: Key) -> None:
@@ -127,17 +138,18 @@ class _Ordered:
             piece = bisect_right(self._starts, at) - 1
             old, offset = self._pieces[piece], at - self._starts[piece]
             new = (*old[:offset], item, *old[offset:])
-            if len(new) < 2 * PIECE:
+            size = self._piece
+            if len(new) < 2 * size:
                 self._pieces[piece] = new
             else:  # split it in two
-                self._pieces[piece : piece + 1] = [new[:PIECE], new[PIECE:]]
-                self._starts.insert(piece + 1, self._starts[piece] + PIECE)
+                self._pieces[piece : piece + 1] = [new[:size], new[size:]]
+                self._starts.insert(piece + 1, self._starts[piece] + size)
                 piece += 1
             self._shift(piece + 1, 1)
         self._slices = {}
 
     def remove(self, item: Item) -> None:
-        at = bisect_left(self.keys, _key(item))
+        at = bisect_left(self.keys, order_key(item))
         del self.keys[at]
         piece = bisect_right(self._starts, at) - 1
         old, offset = self._pieces[piece], at - self._starts[piece]
@@ -228,15 +240,16 @@ class View:
 class Index:
     """The published order of a store's items; `update` it, then take a `view(now)`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tuning: Tuning = Tuning()) -> None:
         self.settings = settings
+        self.tuning = tuning
         self._raw: dict[str, Item] = {}  # path -> item as parsed (no drafts)
         self._id_paths: dict[str, tuple[str, ...]] = {}  # id -> paths claiming it, sorted
         self._slug_paths: dict[tuple[str, str], tuple[tuple[date, str], ...]] = {}
         self._final: dict[str, Item] = {}  # path -> item as published: id owner, page set
-        self._all = _Ordered()
-        self._categories: dict[str, _Ordered] = {}
-        self._weeks: dict[str, _Ordered] = {}
+        self._all = self._order()
+        self._categories: dict[str, Ordered] = {}
+        self._weeks: dict[str, Ordered] = {}
         self._pages: dict[PageKey, Item] = {}  # live, changed in place
         self._pages_base: dict[PageKey, Item] = {}  # a copy the views share
         self._pages_changed: dict[PageKey, Item | None] = {}  # since that copy
@@ -259,7 +272,7 @@ class Index:
                 touched.update(p for _, p in self._slug_paths[(raw.category, raw.slug)])
         decided = {path: self._decide(path) for path in touched}
         moved = {path: new for path, new in decided.items() if new != self._final.get(path)}
-        if len(moved) > BULK_CHANGES:
+        if len(moved) > self.tuning.bulk_changes:
             # Inserting one by one costs a list shift each: for a first load or a big
             # burst, sorting everything once is far cheaper.
             for path, new in moved.items():
@@ -314,7 +327,7 @@ class Index:
 
     def _rebuild(self) -> None:
         """The three orders and the pages from `_final`, sorted at once."""
-        everything = sorted((_key(item), item) for item in self._final.values())
+        everything = sorted((order_key(item), item) for item in self._final.values())
         categories: dict[str, list[tuple[Key, Item]]] = {}
         weeks: dict[str, list[tuple[Key, Item]]] = {}
         self._pages = {}
@@ -323,16 +336,16 @@ class Index:
             categories.setdefault(item.category, []).append(pair)
             weeks.setdefault(weekly.item_week(item, self.settings), []).append(pair)
             self._pages[(item.category, item.page_name)] = item
-        self._all = _Ordered(everything)
-        self._categories = {name: _Ordered(pairs) for name, pairs in categories.items()}
-        self._weeks = {name: _Ordered(pairs) for name, pairs in weeks.items()}
+        self._all = self._order(everything)
+        self._categories = {name: self._order(pairs) for name, pairs in categories.items()}
+        self._weeks = {name: self._order(pairs) for name, pairs in weeks.items()}
         self._pages_base, self._pages_changed = dict(self._pages), {}
 
     def _place(self, item: Item) -> None:
-        key = _key(item)  # one tuple shared by the three orders
+        key = order_key(item)  # one tuple shared by the three orders
         self._all.add(item, key)
-        self._categories.setdefault(item.category, _Ordered()).add(item, key)
-        self._weeks.setdefault(weekly.item_week(item, self.settings), _Ordered()).add(item, key)
+        self._categories.setdefault(item.category, self._order()).add(item, key)
+        self._weeks.setdefault(weekly.item_week(item, self.settings), self._order()).add(item, key)
         self._pages[(item.category, item.page_name)] = item
         self._pages_changed[(item.category, item.page_name)] = item
 
@@ -372,12 +385,15 @@ class Index:
 
     def _page_map(self) -> Pages:
         """The pages as they are now; copying all of them only once changes pile up."""
-        if len(self._pages_changed) > max(PAGES_REBASE, len(self._pages_base) // 32):
+        if len(self._pages_changed) > max(self.tuning.pages_rebase, len(self._pages_base) // 32):
             self._pages_base, self._pages_changed = dict(self._pages), {}
         return Pages(self._pages_base, dict(self._pages_changed))
 
-    def _ordered(self, category: str) -> _Ordered:
-        return self._categories.get(category) or _Ordered()
+    def _order(self, pairs: Iterable[tuple[Key, Item]] = ()) -> Ordered:
+        return Ordered(pairs, self.tuning.piece)
+
+    def _ordered(self, category: str) -> Ordered:
+        return self._categories.get(category) or self._order()
 
 
 K = TypeVar("K")

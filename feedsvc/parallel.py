@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Logged (debug) for each batch spread over helper processes: tasks, processes.
+SPREAD_MESSAGE = "%d tasks in %d helper processes"
 #: Below this many tasks, starting processes costs more than it saves.
 MIN_TASKS = 400
 CHUNKS_PER_PROCESS = 8  # small enough chunks that the processes finish together
@@ -69,6 +71,7 @@ def _in_processes(
     processes: int,
     progress: Callable[[int, int], None] | None,
 ) -> list[R]:
+    log.debug(SPREAD_MESSAGE, len(tasks), processes)
     size = -(-len(tasks) // (processes * CHUNKS_PER_PROCESS))
     chunks = [tasks[start : start + size] for start in range(0, len(tasks), size)]
     # fork: the helpers start at once and share this process's loaded modules and settings.

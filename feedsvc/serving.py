@@ -151,11 +151,11 @@ class _Arriving:
                     return True  # gunicorn answers 400 without reading on
                 self.scanned = len(data)
                 return None if len(data) > limit else False
-            self.wanted = end + 4 + _body_length(bytes(data[:end]))
+            self.wanted = end + 4 + body_length(bytes(data[:end]))
         return len(self.data) >= self.wanted
 
 
-def _body_length(head: bytes) -> int:
+def body_length(head: bytes) -> int:
     """The body to wait for with the head: its Content-Length, when that is the request's
     only framing, it expects no `100 Continue` and it is at most BODY_BYTES; otherwise 0,
     and gunicorn reads the body (and judges the framing) in the thread."""

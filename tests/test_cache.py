@@ -90,13 +90,14 @@ def test_a_first_load_reads_the_parsed_rows_in_one_query(
     Store(cached_settings(site), site.clock).reload()  # stores 21 rows
     site.write_item("news", "2020-09-29-new.md", {"title": "New"}, "Body.")
     queries: list[str] = []
-    run = Cache._run
+    connect = sqlite3.connect
 
-    def spy(self: Cache, query: str, arguments: tuple[object, ...] = ()) -> list[object]:
-        queries.append(query)
-        return run(self, query, arguments)
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(queries.append)  # every statement SQLite runs
+        return db
 
-    monkeypatch.setattr(Cache, "_run", spy)
+    monkeypatch.setattr(sqlite3, "connect", traced)
     store = Store(cached_settings(site), site.clock)
     store.reload()
     assert [q for q in queries if "FROM parsed" in q] == [
@@ -673,8 +674,8 @@ def test_a_very_large_document_is_streamed_from_the_cache_in_pieces(
 ) -> None:
     populate(site)
     whole = site.client().get("/feeds/weekly.atom").data
-    monkeypatch.setattr(cache_module, "STREAM_CHUNK", 512)
     app = spilling_app(site)
+    app.extensions["feedsvc"].cache.stream_chunk = 512
     opened: list[sqlite3.Connection] = []
     connect = sqlite3.connect
 
@@ -708,20 +709,20 @@ def test_a_busy_cache_is_used_later_never_deleted(
     populate(site)
     store = Store(cached_settings(site), site.clock)
     store.reload()
-    rows = store.cache._run("SELECT count(*) FROM parsed")[0][0]
-    monkeypatch.setattr(cache_module, "BUSY_TIMEOUT", 0.1)
+    rows = count_rows(site, "parsed")
     path = site.root / "cache" / FILE_NAME
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than we wait
     try:
-        busy = Cache(site.root / "cache", cached_settings(site))
+        busy = Cache(site.root / "cache", cached_settings(site), busy_timeout=0.1)
         assert not busy.enabled, "runs without the cache this time"
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     again = Cache(site.root / "cache", cached_settings(site))
     assert again.enabled
-    assert again._run("SELECT count(*) FROM parsed")[0][0] == rows == 21
+    assert again.enabled and again.stored_item("news/2020-09-01-story-0.md") is not None
+    assert count_rows(site, "parsed") == rows == 21
 
 
 def test_rendered_documents_are_pruned_to_a_byte_budget(
@@ -730,9 +731,8 @@ def test_rendered_documents_are_pruned_to_a_byte_budget(
     cache = Cache(site.root / "cache", cached_settings(site))
     for n in range(10):
         assert cache.store_document(f"s{n}", bytes(1000), bytes(100))
-    monkeypatch.setattr(cache_module, "KEEP_DOCUMENT_BYTES", 3_500)
     cache.close()
-    reopened = Cache(site.root / "cache", cached_settings(site))
+    reopened = Cache(site.root / "cache", cached_settings(site), keep_document_bytes=3_500)
     kept = [n for n in range(10) if reopened.document(f"s{n}") is not None]
     assert kept == [7, 8, 9], "the newest documents within 3,500 bytes"
 
@@ -741,12 +741,11 @@ def test_only_first_pages_are_kept_on_disk(site: Site) -> None:
     for day in range(1, 8):
         site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
     app = site.app(cache_dir=site.root / "cache", feed_size=3)
-    store = app.extensions["feedsvc"]
-    before = store.cache._run("SELECT count(*) FROM documents")[0][0]
+    before = count_rows(site, "documents")
     assert before == 9  # all, weekly, news x RSS, Atom, JSON
     client = app.test_client()
     assert feedparser.parse(client.get("/feeds/all.atom?page=2").data).entries
-    assert store.cache._run("SELECT count(*) FROM documents")[0][0] == before
+    assert count_rows(site, "documents") == before
 
 
 def _claim_setup(site: Site) -> tuple[Store, Snapshot, str, Path]:
@@ -828,15 +827,29 @@ def test_a_request_does_not_wait_for_a_reload_when_a_scheduled_item_comes_due(
     store = Store(site.settings(), site.clock)
     before = store.reload()
     site.clock.now = datetime(2030, 6, 2, tzinfo=UTC)
-    request = ThreadPoolExecutor(1)
-    store._reload_lock.acquire()  # as a reload in the watcher's thread would
+    # A reload in the watcher's thread, held in the middle of parsing a new file.
+    site.write_item("news", "2029-12-02-new.md", {"title": "New"})
+    parsing, finish = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        parsing.set()
+        finish.wait(timeout=30)
+
+    watcher = ThreadPoolExecutor(1)
+    reloaded = watcher.submit(store.reload, progress)
     try:
-        answered = request.submit(store.snapshot)
-        assert answered.result(timeout=10) is before, "at once, not after the reload"
+        assert parsing.wait(timeout=30)
+        assert store.snapshot() is before, "at once, not after the reload"
     finally:
-        store._reload_lock.release()
-        request.shutdown()
-    assert [item.title for item in store.snapshot().items] == ["Later", "Now"]
+        finish.set()
+        watcher.shutdown()
+    assert [item.title for item in reloaded.result().items] == ["Later", "New", "Now"]
+
+
+def count_rows(site: Site, table: str) -> int:
+    """Rows of a table in the site's cache file, read as another process would."""
+    with sqlite3.connect(site.root / "cache" / FILE_NAME) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -888,11 +901,14 @@ def test_a_failed_read_or_write_is_a_miss_and_the_next_one_tries_again(
 
 def test_a_failed_query_leaves_no_transaction_open(site: Site) -> None:
     cache = Cache(site.root / "cache", cached_settings(site), busy_timeout=0.01)
-    assert not cache._write("INSERT INTO no_such_table VALUES (?)", [(1,)])
-    assert cache._run("SELECT * FROM no_such_table") == []
+    path = site.root / "cache" / FILE_NAME
+    with sqlite3.connect(path) as other:  # the table goes away under the cache
+        other.execute("ALTER TABLE documents RENAME TO set_aside")
+    assert not cache.store_document("s", b"x", b"y")
+    assert cache.document("s") is None
+    with sqlite3.connect(path, timeout=0.01) as other:  # not blocked by a transaction left open
+        other.execute("ALTER TABLE set_aside RENAME TO documents")
     assert cache.store_document("s", b"x", b"y") and cache.document("s") == (b"x", b"y")
-    with sqlite3.connect(site.root / "cache" / FILE_NAME, timeout=0.01) as other:
-        other.execute("DELETE FROM documents")  # not blocked by a transaction left open
 
 
 def test_a_cache_that_cannot_be_opened_stays_off_and_says_so_once(

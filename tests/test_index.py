@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc import index as index_module
 from feedsvc.config import Settings
-from feedsvc.index import Index, Run, View
+from feedsvc.index import Index, Ordered, Run, Tuning, View, order_key
 from feedsvc.itemfile import parse_item
 from feedsvc.model import Item
 
@@ -96,15 +95,12 @@ def test_drafts_and_scheduled_items() -> None:
 @pytest.mark.parametrize("rebase", [256, 0], ids=["page-overlay", "page-copies"])
 @pytest.mark.parametrize("bulk", [1_000, 0], ids=["one-by-one", "re-sorted"])
 @pytest.mark.parametrize("seed", range(20))
-def test_any_sequence_of_changes_matches_a_fresh_build(
-    seed: int, bulk: int, rebase: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_any_sequence_of_changes_matches_a_fresh_build(seed: int, bulk: int, rebase: int) -> None:
     """Random edits, renames of ids and slugs, drafts and deletions, applied one delta at a
     time, leave the index exactly as if it had been built from the final files at once
     (whether a delta moves items one by one or re-sorts everything)."""
-    monkeypatch.setattr(index_module, "BULK_CHANGES", bulk)
-    monkeypatch.setattr(index_module, "PAGES_REBASE", rebase)
-    monkeypatch.setattr(index_module, "PIECE", 2 + seed % 3)  # orders split into pieces
+    # Orders split into small pieces, one by one or re-sorted, pages overlaid or copied.
+    tuning = Tuning(piece=2 + seed % 3, bulk_changes=bulk, pages_rebase=rebase)
     rng = random.Random(seed)
     paths = [
         f"{rng.choice(['news', 'tech'])}/2020-{rng.randint(9, 12):02d}-{rng.randint(1, 28):02d}-"
@@ -112,7 +108,7 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
         for _ in range(40)
     ]
     current: dict[str, Item | None] = {}
-    index = Index(SETTINGS)
+    index = Index(SETTINGS, tuning)
     for step in range(300):
         path = rng.choice(paths)
         roll = rng.random()
@@ -129,7 +125,11 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
         current[path] = new
         index.update({path: new})
         pages = view(index).pages  # a snapshot's page map: the live one, frozen
-        assert dict(pages) == index._pages and len(pages) == len(index._pages)
+        if step % 10 == 0:  # the page map as a fresh build would have it
+            fresh = Index(SETTINGS)
+            fresh.update(current)
+            expected = view(fresh).pages
+            assert dict(pages) == dict(expected) and len(pages) == len(expected)
         if step == 100:
             kept, kept_pages = pages, dict(pages)
     fresh = Index(SETTINGS)
@@ -140,14 +140,11 @@ def test_any_sequence_of_changes_matches_a_fresh_build(
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(
-    seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(index_module, "PIECE", 2 + seed % 4)
+def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(seed: int) -> None:
     rng = random.Random(seed)
     pool = [item(f"news/2020-{m:02d}-{d:02d}-s{d}.md") for m in (9, 10, 11) for d in range(1, 29)]
-    initial = sorted(rng.sample(pool, rng.randint(0, 20)), key=index_module._key)
-    ordered = index_module._Ordered((index_module._key(i), i) for i in initial)
+    initial = sorted(rng.sample(pool, rng.randint(0, 20)), key=order_key)
+    ordered = Ordered(((order_key(i), i) for i in initial), piece=2 + seed % 4)
     model = list(initial)
     taken: list[tuple[Run, list[Item]]] = []
     for _ in range(200):
@@ -158,8 +155,8 @@ def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(
             model.remove(gone)
         else:
             new = rng.choice(absent)
-            ordered.add(new, index_module._key(new))
-            model = sorted([*model, new], key=index_module._key)
+            ordered.add(new, order_key(new))
+            model = sorted([*model, new], key=order_key)
         now = rng.choice([NOW, datetime(2020, rng.randint(9, 11), 15, tzinfo=UTC)])
         published = [i for i in model if i.published <= now]
         newest, oldest = ordered.newest_first(now), ordered.oldest_first(now)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import pickle
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -68,19 +68,14 @@ def everything(site: Site) -> dict[str, bytes]:
 
 @pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
 def test_start_up_in_helper_processes_publishes_the_same_bytes(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     many_items(site)
-    batches: list[int] = []
-    in_processes = parallel._in_processes
-
-    def spy(*arguments: Any) -> Any:
-        batches.append(len(arguments[1]))
-        return in_processes(*arguments)
-
-    monkeypatch.setattr(parallel, "_in_processes", spy)
+    caplog.set_level(logging.DEBUG, logger="feedsvc.parallel")
     spread = everything(site)
-    assert batches == [MANY + 1, MANY], "parsing and bodies both went to helper processes"
+    batches = [r.args for r in caplog.records if r.msg == parallel.SPREAD_MESSAGE]
+    cores = parallel.cores()
+    assert batches == [(MANY + 1, cores), (MANY, cores)], "parsing and bodies went to helpers"
     monkeypatch.setattr(parallel, "cores", lambda: 1)
     alone = everything(site)
     assert spread == alone
@@ -141,24 +136,19 @@ def test_a_parse_result_crosses_processes_as_its_cache_row(site: Site, cached: b
             assert copy.intro is not None and copy.intro.title == "A busy week"
 
 
-def test_a_reload_pauses_the_collector_and_restores_it(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reload_pauses_the_collector_and_restores_it(site: Site) -> None:
     site.write_item("news", "2020-09-30-hello.md", {"title": "Hello"}, "Body.")
     seen: list[bool] = []
-    build = store.Store._build
 
-    def spy(self: store.Store) -> Any:
+    def progress(done: int, total: int) -> None:  # called in the middle of the reload
         seen.append(gc.isenabled())
-        return build(self)
 
-    monkeypatch.setattr(store.Store, "_build", spy)
     assert gc.isenabled()
-    store.Store(site.settings()).reload()
+    store.Store(site.settings()).reload(progress)
     assert seen == [False] and gc.isenabled()
     gc.disable()
     try:
-        store.Store(site.settings()).reload()
+        store.Store(site.settings()).reload(progress)
         assert not gc.isenabled(), "a collector paused by someone else stays paused"
     finally:
         gc.enable()

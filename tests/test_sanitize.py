@@ -6,8 +6,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
+import bleach
 import pytest
 
 from feedsvc import sanitize
@@ -439,13 +442,28 @@ def test_rules_version_is_the_same_in_every_process() -> None:
     assert seen == {RULES_VERSION}
 
 
-def test_prepare_builds_this_threads_cleaners_once() -> None:
-    sanitize.prepare()
-    first = (sanitize._cleaner(True), sanitize._cleaner(False))
-    sanitize.prepare()
-    assert (sanitize._cleaner(True), sanitize._cleaner(False)) == first
-    assert first[0] is not first[1]
-    assert sanitize.clean_html("<p onclick='x()'>Hi</p>", "https://a.example/") == "<p>Hi</p>"
+def test_prepare_builds_this_threads_cleaners_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[bleach.Cleaner] = []
+    make = bleach.Cleaner
+
+    def counting(*args: Any, **kwargs: Any) -> bleach.Cleaner:
+        built.append(make(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(bleach, "Cleaner", counting)
+    cleaned: list[str] = []
+
+    def in_a_new_thread() -> None:  # a thread starts with no Cleaners of its own
+        sanitize.prepare()
+        assert len(built) == 2, "one for HTML, one for plain text"
+        sanitize.prepare()
+        cleaned.append(sanitize.clean_html("<p onclick='x()'>Hi</p>", "https://a.example/"))
+        cleaned.append(sanitize.plain_text("<b>Hi</b>"))
+
+    thread = threading.Thread(target=in_a_new_thread)
+    thread.start()
+    thread.join()
+    assert cleaned == ["<p>Hi</p>", "Hi"] and len(built) == 2
 
 
 def test_utf8_check_finds_exactly_the_forbidden_characters() -> None:

@@ -244,7 +244,7 @@ def test_a_head_over_gunicorns_limits_is_refused_without_a_thread() -> None:
     ],
 )
 def test_the_body_waited_for_with_the_head(head: bytes, body: int) -> None:
-    assert serving._body_length(head) == body
+    assert serving.body_length(head) == body
 
 
 def test_the_header_timeout_comes_from_the_environment() -> None:

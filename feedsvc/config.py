@@ -54,6 +54,11 @@ class Settings:
     weekly_footer: str = field(default="", metadata=_OUTPUT)
     week_starts_on: Literal["monday", "sunday"] = field(default="monday", metadata=_OUTPUT)
     categories: tuple[tuple[str, str], ...] = field(default=(), metadata=_OUTPUT)
+    # Every tag has a page; a tag has feeds once this many items carry it.
+    tag_feed_min_items: int = field(default=1, metadata=_OUTPUT)
+    page_size: int = field(default=20, metadata=_OUTPUT)  # items per HTML list page
+    # The site's icon: a PNG, GIF, JPEG or ICO file, or an http(s) URL; "" for feedsvc's.
+    icon: str = field(default="", metadata=_OUTPUT)
     # HTTP freshness alone: the response headers, not the bytes.
     cache_max_age: int = field(default=300, metadata=_NOT_OUTPUT)
     # The persistent cache; None: none (load_settings sets one).
@@ -69,6 +74,15 @@ class Settings:
     def domain(self) -> str:
         """The host of `base_url`: the tagging authority of default item ids."""
         return urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def icon_url(self) -> str:
+        """Where feeds and pages point for the icon: the `icon` URL, or this site's copy
+        of the icon file (served at /icon.<suffix> and /favicon.ico)."""
+        if self.icon.startswith(("http://", "https://")):
+            return self.icon
+        suffix = Path(self.icon).suffix.lower() if self.icon else ".png"
+        return f"{self.base_url}/icon{'.jpg' if suffix == '.jpeg' else suffix}"
 
     def category_name(self, slug: str) -> str:
         """The display name configured for a category, else one made from its slug."""
@@ -155,6 +169,44 @@ def _base_url(key: str, value: object) -> str:
     return text
 
 
+#: The icon formats every feed reader shows (RSS allows GIF, JPEG and PNG), by their
+#: first bytes, with their file suffixes.
+ICON_FORMATS = {
+    b"\x89PNG\r\n\x1a\n": ("image/png", (".png",)),
+    b"GIF87a": ("image/gif", (".gif",)),
+    b"GIF89a": ("image/gif", (".gif",)),
+    b"\xff\xd8\xff": ("image/jpeg", (".jpg", ".jpeg")),
+    b"\x00\x00\x01\x00": ("image/x-icon", (".ico",)),
+}
+ICON_MAX_BYTES = 1024 * 1024
+
+
+def icon_type(path: Path) -> str:
+    """The content type of an icon file; ConfigError unless it is one of ICON_FORMATS with
+    a suffix that says so, at most ICON_MAX_BYTES."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as error:
+        raise ConfigError(f"icon: cannot read {path}: {error.strerror or error}") from None
+    for magic, (content_type, suffixes) in ICON_FORMATS.items():
+        if head.startswith(magic):
+            if path.suffix.lower() not in suffixes:
+                raise ConfigError(f"icon: {path} is {content_type}; name it *{suffixes[0]}")
+            if size > ICON_MAX_BYTES:
+                raise ConfigError(f"icon: {path} is {size:,} bytes; at most 1 MiB")
+            return content_type
+    raise ConfigError(f"icon: {path} is not a PNG, GIF, JPEG or ICO image")
+
+
+def _icon(key: str, value: object) -> str:
+    text = _text(key, value).strip()
+    if text.startswith(("http://", "https://")):
+        return _base_url(key, text)
+    return text
+
+
 def _timezone(key: str, value: object) -> str:
     name = _text(key, value).strip()
     try:
@@ -209,6 +261,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "weekly_footer": _text,
     "week_starts_on": _choice("monday", "sunday"),
     "categories": _categories,
+    "tag_feed_min_items": _positive_int,
+    "page_size": _positive_int,
+    "icon": _icon,
     "cache_max_age": _non_negative_int,
     "cache_dir": lambda key, value: Path(_text(key, value)) if _text(key, value) else None,
 }
@@ -242,12 +297,22 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     for key in ("items_dir", "cache_dir"):
         if values.get(key) is not None:
             values[key] = path.parent / values[key]
+    if _is_file_icon(values.get("icon", "")):
+        values["icon"] = str(path.parent / values["icon"])
     for key, check in _CHECKS.items():
         env_value = environ.get(ENV_PREFIX + key.upper())
         if env_value is not None:
             values[key] = check(ENV_PREFIX + key.upper(), env_value)
             if key in ("items_dir", "cache_dir") and values[key] is not None:
                 values[key] = cwd / values[key]
+            if key == "icon" and _is_file_icon(values[key]):
+                values[key] = str(cwd / values[key])
     values.setdefault("items_dir", (path.parent if path.is_file() else cwd) / "items")
     values.setdefault("cache_dir", values["items_dir"].parent / ".feedsvc-cache")
+    if _is_file_icon(values.get("icon", "")):
+        icon_type(Path(values["icon"]))  # a missing or wrong file stops the start here
     return Settings(**values)
+
+
+def _is_file_icon(icon: str) -> bool:
+    return bool(icon) and not icon.startswith(("http://", "https://"))

@@ -333,11 +333,13 @@ class Documents:
         return set(self._state(snapshot).stale)
 
     def warm(self, snapshot: Snapshot) -> None:
-        """Render the first page of every feed in every format now, before any request
+        """Render the first page of every listed feed in every format now, before any request
         asks. The bodies they need are rendered first, all together (spread over the
         cores), rather than one by one inside each feed's render."""
         state = self._state(snapshot)
-        keys = [FeedKey(name, format) for name in snapshot.feeds for format in render.FORMATS]
+        # The feeds the site lists; a tag's feeds (there may be thousands) on first ask.
+        listed = [name for name, feed in snapshot.feeds.items() if feed.listed]
+        keys = [FeedKey(name, format) for name in listed for format in render.FORMATS]
         needed: dict[str, Item] = {}
         to_view: dict[str, _Shown] = {}
         for key in keys:

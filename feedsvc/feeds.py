@@ -2,29 +2,36 @@
 the OPML and the static export read.
 
 A feed is a name under /feeds/ and a list of entries: the feed of everything (`all`),
-the weekly roundup (`weekly`) and one per category (its slug). A feed of another kind
-takes a prefix that no category can have (a category's slug has no "/"), such as
-`tags/<tag>`: adding a kind is one more loop in `registry`.
+the weekly roundup (`weekly`), one per category (its slug) and one per tag carried by at
+least `tag_feed_min_items` items (`tags/<slug>`). A kind other than the first three
+takes a prefix that no category can have (a category's slug has no "/"): adding a kind
+is one more loop in `registry`, a route for its page and a template.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
 from feedsvc.config import Settings
-from feedsvc.model import Category, Feed, Item, Week
+from feedsvc.model import Category, Feed, Item, Tag, Week
+
+TAG_PREFIX = "tags/"
 
 
 def registry(
     items: Sequence[Item],
     weeks: tuple[Week, ...],
     categories: tuple[Category, ...],
+    tags: Mapping[str, Tag],
     settings: Settings,
 ) -> dict[str, Feed]:
     """Every feed, by name, in the order the site lists them."""
     title = settings.title
     feeds = [
-        Feed("all", "All items", title, settings.description, "/", items, settings.feed_size),
+        Feed(
+            "all", "All items", title, settings.description, "/", items, settings.feed_size, "all"
+        ),
         Feed(
             "weekly",
             "Weekly roundup",
@@ -33,6 +40,7 @@ def registry(
             "/weekly/",
             weeks,
             settings.weekly_size,
+            "weekly",
         ),
     ]
     for category in categories:
@@ -47,13 +55,33 @@ def registry(
                 settings.feed_size,
             )
         )
+    for tag in tags.values():
+        if len(tag.items) >= settings.tag_feed_min_items:
+            feeds.append(
+                Feed(
+                    TAG_PREFIX + tag.slug,
+                    f"Tagged {tag.name}",
+                    f"{title}: tagged {tag.name}",
+                    f"Items tagged {tag.name} on {title}.",
+                    tag.path,
+                    tag.items,
+                    settings.feed_size,
+                    "tag",
+                )
+            )
     return {feed.name: feed for feed in feeds}
 
 
 def feed_path(name: str, format: str, page: int = 1) -> str:
     """A feed page's path: the first page has no query, so that it has one URL."""
     query = f"?page={page}" if page > 1 else ""
-    return f"/feeds/{name}.{format}{query}"
+    return f"/feeds/{quote(name)}.{format}{query}"
+
+
+def list_page_path(first: str, page: int) -> str:
+    """A page of an HTML list (the front page, a category, a tag, the roundups): the
+    first at the list's own path, the others under it at `page/N`."""
+    return first if page == 1 else f"{first.rstrip('/')}/page/{page}"
 
 
 def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:

@@ -1,9 +1,9 @@
-"""Every item in publication order, by category and by week, kept up to date by deltas.
+"""Every item in publication order, by category, week and tag, kept up to date by deltas.
 
 The store tells the index which files' items changed; the index re-decides only what
-those items touch (their id's owner, their page name, their place in three orders), so
+those items touch (their id's owner, their page name, their place in the orders), so
 a change to one file costs work in proportion to that file, not to the folder (see
-docs/architecture.md, "Cost in proportion to the change"). Building a snapshot from the
+docs/decisions.md, "Cost in proportion to the change"). Building a snapshot from the
 index is then a few slices. Pure: no file system, no clock; the time is an argument.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain, islice
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar, overload
 
 from feedsvc import weekly
 from feedsvc.config import Settings
-from feedsvc.model import Category, Intro, Item, Problem, Week
+from feedsvc.model import Category, Intro, Item, Problem, Tag, Week
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -235,6 +236,8 @@ class View:
     changes_at: datetime | None
     pages: Pages
     problems: tuple[Problem, ...]
+    tags: Mapping[str, Tag]
+    gone: frozenset[PageKey]
 
 
 class Index:
@@ -250,9 +253,14 @@ class Index:
         self._all = self._order()
         self._categories: dict[str, Ordered] = {}
         self._weeks: dict[str, Ordered] = {}
+        self._tags: dict[str, Ordered] = {}  # by tag slug
+        self._spellings: dict[str, Counter[str]] = {}  # tag slug -> how items write it
         self._pages: dict[PageKey, Item] = {}  # live, changed in place
         self._pages_base: dict[PageKey, Item] = {}  # a copy the views share
         self._pages_changed: dict[PageKey, Item | None] = {}  # since that copy
+        #: Pages that had an item and have none now (deleted, made a draft), with when
+        #: that item was published: a page never published was never public.
+        self._gone: dict[PageKey, datetime] = {}
         self._duplicates: dict[str, Problem] = {}
 
     def update(self, changes: Mapping[str, Item | None]) -> None:
@@ -326,35 +334,60 @@ class Index:
         return item if item.page == page else dataclasses.replace(item, page=page)
 
     def _rebuild(self) -> None:
-        """The three orders and the pages from `_final`, sorted at once."""
+        """The orders and the pages from `_final`, sorted at once."""
         everything = sorted((order_key(item), item) for item in self._final.values())
         categories: dict[str, list[tuple[Key, Item]]] = {}
         weeks: dict[str, list[tuple[Key, Item]]] = {}
+        tags: dict[str, list[tuple[Key, Item]]] = {}
+        before = self._pages
         self._pages = {}
-        for pair in everything:  # one (key, item) tuple shared by the three orders
+        self._spellings = {}
+        for pair in everything:  # one (key, item) tuple shared by the orders
             item = pair[1]
             categories.setdefault(item.category, []).append(pair)
             weeks.setdefault(weekly.item_week(item, self.settings), []).append(pair)
+            for slug, spelling in item.tag_slugs.items():
+                tags.setdefault(slug, []).append(pair)
+                self._spellings.setdefault(slug, Counter())[spelling] += 1
             self._pages[(item.category, item.page_name)] = item
         self._all = self._order(everything)
         self._categories = {name: self._order(pairs) for name, pairs in categories.items()}
         self._weeks = {name: self._order(pairs) for name, pairs in weeks.items()}
+        self._tags = {slug: self._order(pairs) for slug, pairs in tags.items()}
+        for key, item in before.items():
+            if key not in self._pages:
+                self._gone[key] = item.published
+        for key in self._pages.keys() & self._gone.keys():
+            del self._gone[key]
         self._pages_base, self._pages_changed = dict(self._pages), {}
 
     def _place(self, item: Item) -> None:
-        key = order_key(item)  # one tuple shared by the three orders
+        key = order_key(item)  # one tuple shared by the orders
         self._all.add(item, key)
         self._categories.setdefault(item.category, self._order()).add(item, key)
         self._weeks.setdefault(weekly.item_week(item, self.settings), self._order()).add(item, key)
+        for slug, spelling in item.tag_slugs.items():
+            self._tags.setdefault(slug, self._order()).add(item, key)
+            self._spellings.setdefault(slug, Counter())[spelling] += 1
         self._pages[(item.category, item.page_name)] = item
         self._pages_changed[(item.category, item.page_name)] = item
+        self._gone.pop((item.category, item.page_name), None)
 
     def _unplace(self, item: Item) -> None:
         self._all.remove(item)
         self._categories[item.category].remove(item)
         self._weeks[weekly.item_week(item, self.settings)].remove(item)
+        for slug, spelling in item.tag_slugs.items():
+            self._tags[slug].remove(item)
+            spellings = self._spellings[slug]
+            spellings[spelling] -= 1
+            if not spellings[spelling]:
+                del spellings[spelling]
+            if not self._tags[slug].keys:
+                del self._tags[slug], self._spellings[slug]
         del self._pages[(item.category, item.page_name)]
         self._pages_changed[(item.category, item.page_name)] = None
+        self._gone[(item.category, item.page_name)] = item.published
 
     def view(self, now: datetime, folders: Iterable[str], intros: Mapping[str, Intro]) -> View:
         """The published state at `now`: a few slices of the orders kept above."""
@@ -381,7 +414,20 @@ class Index:
             changes_at=min(moments) if moments else None,
             pages=self._page_map(),
             problems=(*self._duplicates.values(), *orphans),
+            tags=self._tag_view(now),
+            gone=frozenset(key for key, published in self._gone.items() if published <= now),
         )
+
+    def _tag_view(self, now: datetime) -> dict[str, Tag]:
+        """Every tag with a published item, by slug, named by its most used spelling."""
+        tags = {}
+        for slug in sorted(self._tags):
+            items = self._tags[slug].newest_first(now)
+            if items:
+                spellings = self._spellings[slug]
+                name = min(spellings, key=lambda spelling: (-spellings[spelling], spelling))
+                tags[slug] = Tag(slug, name, items)
+        return tags
 
     def _page_map(self) -> Pages:
         """The pages as they are now; copying all of them only once changes pile up."""

@@ -6,10 +6,13 @@ Everything here is immutable and imports only the standard library.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
+from urllib.parse import quote
 
 Severity = Literal["error", "warning"]
 Format = Literal["rss", "atom", "json"]
@@ -25,6 +28,24 @@ RESERVED_NAMES = frozenset({"all", "weekly"})
 def is_valid_name(name: str) -> bool:
     """Category and slug rule: lowercase letters, digits and inner hyphens."""
     return bool(_NAME.match(name))
+
+
+def tag_slug(name: str) -> str:
+    """The one slug every spelling of a tag comes to: compatibility forms and case folded
+    (`Café`, `CAFE\u0301` and `café` meet), each run of characters other than letters,
+    marks and digits made one hyphen (`New York`, `new_york`, `new-york`). Letters of any
+    script stay: a URL carries them percent-encoded. "" for a tag of punctuation alone."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    words, word = [], []
+    for character in folded:
+        if unicodedata.category(character)[0] in "LMN":
+            word.append(character)
+        elif word:
+            words.append("".join(word))
+            word = []
+    if word:
+        words.append("".join(word))
+    return "-".join(words)
 
 
 def printable(path: str) -> str:
@@ -125,6 +146,17 @@ class Item:
         """The item's page, relative to `base_url`."""
         return f"/items/{self.category}/{self.page_name}"
 
+    @property
+    def tag_slugs(self) -> dict[str, str]:
+        """Its tags by slug (`tag_slug`), each with its first spelling here; a tag of
+        punctuation alone has no slug and is left out."""
+        slugs: dict[str, str] = {}
+        for tag in self.tags:
+            slug = tag_slug(tag)
+            if slug and slug not in slugs:
+                slugs[slug] = tag
+        return slugs
+
 
 @dataclass(frozen=True, slots=True)
 class Content:
@@ -181,11 +213,29 @@ class Category:
 
 
 @dataclass(frozen=True, slots=True)
+class Tag:
+    """A tag and the published items that carry it (in any spelling), newest first."""
+
+    slug: str  # `tag_slug` of its spellings
+    name: str  # its most used spelling
+    items: Sequence[Item]
+
+    @property
+    def path(self) -> str:
+        return tag_path(self.slug)
+
+
+def tag_path(slug: str) -> str:
+    """A tag's page, relative to `base_url` (a slug may hold letters of any script)."""
+    return "/tags/" + quote(slug)
+
+
+@dataclass(frozen=True, slots=True)
 class Feed:
     """One feed the site publishes, in every format: what it lists and how it is named.
 
-    `name` is its place under /feeds/ (`all`, `weekly`, a category's slug; a feed of
-    another kind takes a prefix, such as `tags/<tag>`), so its URLs are
+    `name` is its place under /feeds/ (`all`, `weekly`, a category's slug, `tags/` and a
+    tag's slug), so its URLs are
     `/feeds/<name>.<format>` and `?page=N` for later pages.
     """
 
@@ -196,6 +246,13 @@ class Feed:
     html_path: str  # the page it is the alternate of
     entries: Sequence[Item] | Sequence[Week]  # newest first
     page_size: int
+    #: Tag feeds are many: the site lists them on /tags/, not on every list of feeds.
+    kind: Literal["all", "weekly", "category", "tag"] = "category"
+
+    @property
+    def listed(self) -> bool:
+        """Whether the front page and the OPML name it."""
+        return self.kind != "tag"
 
     @property
     def last_page(self) -> int:
@@ -227,6 +284,9 @@ class Snapshot:
     file_count: int
     changes_at: datetime | None  # next time the published set changes without a file event
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
+    tags: Mapping[str, Tag] = field(default_factory=dict)  # by slug, sorted, published only
+    #: Item pages once published whose item is gone since this process started (410).
+    gone: AbstractSet[tuple[str, str]] = frozenset()
     feeds: Mapping[str, Feed] = field(default_factory=dict)  # by name, in listing order
 
     def category(self, slug: str) -> Category | None:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
 from typing import Any, Protocol
-from xml.etree import ElementTree
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -34,11 +33,15 @@ ATOM = "http://www.w3.org/2005/Atom"
 DC = "http://purl.org/dc/elements/1.1/"
 DCTERMS = "http://purl.org/dc/terms/"
 MEDIA = "http://search.yahoo.com/mrss/"
+XHTML = "http://www.w3.org/1999/xhtml"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+#: The style sheet a browser applies to a feed or the OPML opened as a page.
+FEED_CSS_PATH = "/feed.css"
 #: The `updated` of a feed with no items: fixed, because it must never come from the clock.
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 HTML_TYPE = "text/html; charset=utf-8"
 OPML_TYPE = "text/x-opml; charset=utf-8"
+XML_TYPE = "application/xml; charset=utf-8"
 
 
 class Bodies(Protocol):
@@ -64,7 +67,8 @@ class Entry:
     published: datetime
     updated: datetime
     author: str
-    categories: tuple[tuple[str, str], ...]  # (term, label)
+    #: (term, label, scheme): scheme + term is the page that lists the category or tag.
+    categories: tuple[tuple[str, str, str], ...]
     summary: str
     html: str
     image: str | None
@@ -90,7 +94,12 @@ class FeedView:
 def _item_entry(item: Item, settings: Settings, bodies: Bodies) -> Entry:
     content = bodies.content(item)
     page_url = settings.base_url + item.path
-    labels = [(item.category, settings.category_name(item.category))]
+    category = (
+        item.category,
+        settings.category_name(item.category),
+        settings.base_url + "/categories/",
+    )
+    tags = settings.base_url + "/tags/"
     return Entry(
         id=item.id,
         title=item.title,
@@ -99,7 +108,7 @@ def _item_entry(item: Item, settings: Settings, bodies: Bodies) -> Entry:
         published=item.published,
         updated=item.updated,
         author=item.author,
-        categories=tuple(labels + [(tag, tag) for tag in item.tags]),
+        categories=(category, *((slug, tag, tags) for slug, tag in item.tag_slugs.items())),
         summary=content.summary,
         html=content.html,
         image=item.image,
@@ -160,12 +169,60 @@ def feed_view(
 # -- RSS and Atom through feedgen ---------------------------------------------------------
 
 
+def preview(
+    title: str, about: str, links: Sequence[tuple[str, str, str]], settings: Settings
+) -> Any:
+    """What a person who opens a feed in a browser reads: an XHTML block
+    that `feed.css` shows while it hides the feed's own elements. Readers skip it (an
+    extension element of the channel or feed, which the W3C validator accepts there), so
+    no XSLT is needed and the bytes stay a plain feed. `links` are (URL, text, note)."""
+    h = f"{{{XHTML}}}"
+    namespaces: Any = {None: XHTML}  # the default namespace (lxml's stubs want a prefix)
+    div = etree.Element(f"{h}div", nsmap=namespaces, id="feedsvc-preview")
+    heading = etree.SubElement(div, f"{h}h1")
+    etree.SubElement(heading, f"{h}a", href=settings.base_url + "/").text = title
+    etree.SubElement(div, f"{h}p", {"class": "about"}).text = about
+    listing = etree.SubElement(div, f"{h}ul")
+    for href, text, meta in links:
+        line = etree.SubElement(listing, f"{h}li")
+        etree.SubElement(line, f"{h}a", href=href).text = text
+        if meta:
+            etree.SubElement(line, f"{h}span", {"class": "meta"}).text = meta
+    return div
+
+
+def _feed_preview(view: FeedView, settings: Settings, format: str) -> Any:
+    label = FORMATS[format].label
+    address = feed_url(settings, view.name, format, view.page)
+    about = (
+        f"This is a web feed ({label}): {view.description} A feed reader subscribed to "
+        f"it shows what is new here as it is published. To subscribe, copy its address "
+        f"into your reader: {address}"
+    )
+    links = [(e.url, e.title, e.published.date().isoformat()) for e in view.entries]
+    return preview(view.title, about, links, settings)
+
+
+def stylesheet_instruction(settings: Settings) -> bytes:
+    """The processing instruction that points a browser at `feed.css`."""
+    href = settings.base_url + FEED_CSS_PATH
+    return f'<?xml-stylesheet type="text/css" href="{href}"?>\n'.encode()
+
+
+def _styled(document: bytes, settings: Settings) -> bytes:
+    """`document` with the style sheet instruction after its XML declaration."""
+    declaration, newline, rest = document.partition(b"\n")
+    return declaration + newline + stylesheet_instruction(settings) + rest
+
+
 class _FeedExtension(BaseExtension):  # type: ignore[misc]
-    """What feedgen cannot write: deterministic RSS dates and RFC 5005 paging links."""
+    """What feedgen cannot write: deterministic RSS dates, RFC 5005 paging links and the
+    preview a browser shows."""
 
     def __init__(self) -> None:
         self.updated: datetime = EMPTY_FEED_UPDATED
         self.paging: list[tuple[str, str]] = []  # (rel, href)
+        self.preview: Any = None
 
     def extend_ns(self) -> dict[str, str]:
         return {"dc": DC, "dcterms": DCTERMS, "media": MEDIA}
@@ -177,6 +234,7 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         etree.SubElement(channel, "lastBuildDate").text = format_datetime(self.updated)
         for rel, href in self.paging:
             etree.SubElement(channel, f"{{{ATOM}}}link", rel=rel, href=href)
+        channel.insert(0, self.preview)
         return rss
 
     def extend_atom(self, feed: Any) -> Any:
@@ -184,6 +242,7 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         # a namespaced element here would come out with an ns0: prefix.
         for rel, href in self.paging:
             etree.SubElement(feed, "link", rel=rel, href=href)
+        feed.insert(0, self.preview)
         return feed
 
 
@@ -242,9 +301,12 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     fg.link(href=feed_url(settings, view.name, format, view.page), rel="self")
     fg.link(href=view.html_url, rel="alternate", type="text/html")
     fg.updated(view.updated)
+    fg.icon(settings.icon_url)
+    fg.logo(settings.icon_url)  # also RSS's <image>, titled and linked as the channel
     fg._FeedGenerator__rss_lastBuildDate = None  # written by _FeedExtension instead
     fg.feedsvc.updated = view.updated
     fg.feedsvc.paging = _paging_links(view, settings, format)
+    fg.feedsvc.preview = _feed_preview(view, settings, format)
     for entry in view.entries:
         fe = fg.add_entry(order="append")
         fe.feedsvc.entry = entry
@@ -256,11 +318,10 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
             fe.published(entry.published)  # feedgen's RSS pubDate is written by the extension
         fe.author({"name": entry.author})
         if entry.categories:
-            scheme = settings.base_url + "/categories/"
             fe.category(
                 [
                     {"term": term, "label": label, "scheme": scheme}
-                    for term, label in entry.categories
+                    for term, label, scheme in entry.categories
                 ]
             )
         fe.summary(entry.summary or entry.title)
@@ -270,11 +331,11 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
 
 
 def render_rss(view: FeedView, settings: Settings) -> bytes:
-    return bytes(_generator(view, settings, "rss").rss_str(pretty=True))
+    return _styled(bytes(_generator(view, settings, "rss").rss_str(pretty=True)), settings)
 
 
 def render_atom(view: FeedView, settings: Settings) -> bytes:
-    return bytes(_generator(view, settings, "atom").atom_str(pretty=True))
+    return _styled(bytes(_generator(view, settings, "atom").atom_str(pretty=True)), settings)
 
 
 def _iso(when: datetime) -> str:
@@ -291,6 +352,8 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         "description": view.description,
         "language": settings.language,
         "authors": [{"name": settings.author}],
+        "icon": settings.icon_url,
+        "favicon": settings.icon_url,
     }
     if view.page < view.last_page:
         feed["next_url"] = feed_url(settings, view.name, "json", view.page + 1)
@@ -309,7 +372,7 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         if entry.url != entry.page_url:
             item["external_url"] = entry.url
         if entry.categories:
-            item["tags"] = list(dict.fromkeys(label for _term, label in entry.categories))
+            item["tags"] = list(dict.fromkeys(label for _term, label, _ in entry.categories))
         if entry.image:
             item["image"] = entry.image
         items.append(item)
@@ -328,6 +391,9 @@ class FeedFormat:
     content_type: str  # as served
     link_type: str  # in a page's <link rel="alternate" type=…>
     render: Callable[[FeedView, Settings], bytes]
+    #: What a browser's own navigation to it is sent as (see BROWSER_TYPES), if not the
+    #: content type.
+    browser_type: str | None = None
 
 
 #: The formats, in the order pages list them.
@@ -335,13 +401,23 @@ FORMATS: dict[str, FeedFormat] = {
     format.name: format
     for format in (
         FeedFormat("atom", "Atom", "Atom", "application/atom+xml; charset=utf-8",
-                   "application/atom+xml", render_atom),
+                   "application/atom+xml", render_atom, XML_TYPE),
         FeedFormat("rss", "RSS", "RSS", "application/rss+xml; charset=utf-8",
-                   "application/rss+xml", render_rss),
+                   "application/rss+xml", render_rss, XML_TYPE),
         FeedFormat("json", "JSON Feed", "JSON", "application/feed+json; charset=utf-8",
                    "application/feed+json", render_json),
     )
 }  # fmt: skip
+
+
+#: Browsers show a document served as a feed type (or OPML) as plain text, and never
+#: apply its style sheet; served as generic XML, the same bytes are laid out by
+#: `feed.css`. So a browser's own navigation (`Sec-Fetch-Dest: document`, which feed
+#: readers never send) gets that type, and every other request the feed type.
+BROWSER_TYPES = {
+    **{f.content_type: f.browser_type for f in FORMATS.values() if f.browser_type},
+    OPML_TYPE: XML_TYPE,
+}
 
 
 def render_view(format: str, view: FeedView, settings: Settings, report: Report) -> bytes:
@@ -367,26 +443,27 @@ def render_view(format: str, view: FeedView, settings: Settings, report: Report)
 
 
 def render_opml(snapshot: Snapshot, settings: Settings) -> bytes:
-    """OPML 2.0 listing every feed, RSS and Atom and JSON, for a reader to import at once."""
-    opml = ElementTree.Element("opml", version="2.0")
-    head = ElementTree.SubElement(opml, "head")
-    ElementTree.SubElement(head, "title").text = f"{settings.title} feeds"
+    """OPML 2.0 listing every feed the site lists (Atom), for a reader to import at once;
+    a browser shows it as a list of those feeds and their addresses (`feed.css`: OPML
+    has no place for a preview block that validators accept)."""
+    opml = etree.Element("opml", version="2.0")
+    head = etree.SubElement(opml, "head")
+    etree.SubElement(head, "title").text = f"{settings.title} feeds"
     newest = max((i.updated for i in snapshot.items), default=EMPTY_FEED_UPDATED)
-    ElementTree.SubElement(head, "dateModified").text = format_datetime(newest.astimezone(UTC))
-    ElementTree.SubElement(head, "ownerName").text = settings.author
-    body = ElementTree.SubElement(opml, "body")
+    etree.SubElement(head, "dateModified").text = format_datetime(newest.astimezone(UTC))
+    etree.SubElement(head, "ownerName").text = settings.author
+    listed = [feed for feed in snapshot.feeds.values() if feed.listed]
+    body = etree.SubElement(opml, "body")
     # One outline per feed (Atom), so that importing the list subscribes to each feed once.
-    for feed in snapshot.feeds.values():
-        name, label = feed.name, feed.label
-        ElementTree.SubElement(
+    for feed in listed:
+        etree.SubElement(
             body,
             "outline",
             type="rss",
-            text=f"{settings.title}: {label}",
-            title=f"{settings.title}: {label}",
-            xmlUrl=feed_url(settings, name, "atom"),
+            text=f"{settings.title}: {feed.label}",
+            title=f"{settings.title}: {feed.label}",
+            xmlUrl=feed_url(settings, feed.name, "atom"),
             htmlUrl=settings.base_url + feed.html_path,
         )
-    ElementTree.indent(opml)
-    document: bytes = ElementTree.tostring(opml, encoding="utf-8", xml_declaration=True)
-    return document + b"\n"
+    document = etree.tostring(opml, encoding="utf-8", xml_declaration=True, pretty_print=True)
+    return _styled(document, settings)

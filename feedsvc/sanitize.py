@@ -1,7 +1,7 @@
 """The one place that decides which HTML, URLs and characters reach a feed.
 
 Every call to bleach lives in this module, so the sanitiser could be replaced in one place
-(docs/architecture.md, "Sanitising in one place", gives the reasons for its rules).
+(docs/decisions.md, "Sanitising in one place", gives the reasons for its rules).
 """
 
 from __future__ import annotations

@@ -9,24 +9,34 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 from flask import Flask
 
 from feedsvc import render
-from feedsvc.feeds import feed_path
+from feedsvc.config import Settings
+from feedsvc.feeds import feed_path, list_page_path
 from feedsvc.model import Snapshot
 from feedsvc.store import Store
 
 
-def urls(snapshot: Snapshot) -> Iterator[str]:
-    """Every document of the site: feeds (every page), pages, the OPML."""
-    yield from ("/", "/weekly/", "/feeds.opml")
+def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
+    """Every document of the site: feeds (every page), pages (every page of a list), the
+    OPML."""
+    yield from ("/feeds.opml", "/tags/")
     for feed in snapshot.feeds.values():
         for page in range(1, feed.last_page + 1):
             for format in render.FORMATS:
                 yield feed_path(feed.name, format, page)
-    for category in snapshot.categories:
-        yield f"/categories/{category.slug}"
+    lists = [
+        ("/", len(snapshot.items)),
+        ("/weekly/", len(snapshot.weeks)),
+        *((f"/categories/{c.slug}", len(c.items)) for c in snapshot.categories),
+        *((tag.path, len(tag.items)) for tag in snapshot.tags.values()),
+    ]
+    for first, count in lists:
+        for page in range(1, max(1, -(-count // settings.page_size)) + 1):
+            yield list_page_path(first, page)
     for folder, name in snapshot.pages:
         if snapshot.page(folder, name) is not None:
             yield f"/items/{folder}/{name}"
@@ -38,6 +48,7 @@ def urls(snapshot: Snapshot) -> Iterator[str]:
 def file_for(url: str) -> str:
     """Where a URL is stored: `/` is index.html, `?page=N` goes into the name, pages get .html."""
     path, _, query = url.partition("?")
+    path = unquote(path)  # a tag's slug may hold letters of any script
     if path.endswith("/"):
         return path.lstrip("/") + "index.html"
     if query.startswith("page="):
@@ -53,7 +64,7 @@ def export(app: Flask, out_dir: Path) -> int:
     store: Store = app.extensions["feedsvc"]
     client = app.test_client()
     written = 0
-    for url in urls(store.snapshot()):
+    for url in urls(store.snapshot(), store.settings):
         # One request: the gzip representation the server sends, and the plain bytes it
         # was compressed from (decompressing gives them back exactly).
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"})

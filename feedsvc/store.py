@@ -330,7 +330,11 @@ class Store:
             file_count=len(self.loader.seen),
             changes_at=view.changes_at,
             pages=view.pages,
-            feeds=feeds.registry(view.items, view.weeks, view.categories, self.settings),
+            tags=view.tags,
+            gone=view.gone,
+            feeds=feeds.registry(
+                view.items, view.weeks, view.categories, view.tags, self.settings
+            ),
         )
 
     # -- problems found after the load ------------------------------------------------

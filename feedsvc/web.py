@@ -9,10 +9,14 @@ shows (an item's body, a week's roundup).
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
 from werkzeug.datastructures import Accept
@@ -28,12 +32,13 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from feedsvc import faults, render, weekly
-from feedsvc.config import Settings
+from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
-from feedsvc.feeds import feed_url
-from feedsvc.model import Content, FeedKey, Snapshot
+from feedsvc.feeds import TAG_PREFIX, feed_url, list_page_path
+from feedsvc.model import Content, FeedKey, Snapshot, tag_path, tag_slug
 from feedsvc.store import Clock, Store
 
+T = TypeVar("T")
 bp = Blueprint("feedsvc", __name__)
 PAGE_MAX_AGE = 60
 PLAIN = "text/plain; charset=utf-8"
@@ -84,9 +89,15 @@ def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> 
     offered = environ.get("HTTP_ACCEPT_ENCODING", "")
     gzipped = ("gzip" in offered or "*" in offered) and accepts_gzip(parse_accept_header(offered))
     etag = f'"{document.gzip_etag}"' if gzipped else f'"{document.etag}"'
+    content_type = document.content_type
+    vary = "Accept-Encoding"
+    if content_type in render.BROWSER_TYPES:
+        vary = "Accept-Encoding, Sec-Fetch-Dest"
+        if environ.get("HTTP_SEC_FETCH_DEST") == "document":  # a person, in a browser
+            content_type = render.BROWSER_TYPES[content_type]
     headers = [
         *NOSNIFF,
-        ("Vary", "Accept-Encoding"),
+        ("Vary", vary),
         ("Cache-Control", f"public, max-age={cache_seconds}"),
         ("ETag", etag),
         ("Date", http_date()),
@@ -102,7 +113,7 @@ def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> 
     headers += [
         *([("Content-Encoding", "gzip")] if gzipped else []),
         *([("Last-Modified", document.http_last_modified)] if last_modified else []),
-        ("Content-Type", document.content_type),
+        ("Content-Type", content_type),
         ("Content-Length", str(length)),
     ]
     return 200, headers, body  # the server leaves it out for HEAD (Werkzeug, FeedPolls)
@@ -216,21 +227,119 @@ def opml() -> Response:
     return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock))
 
 
+@dataclass(frozen=True, slots=True)
+class Pager:
+    """Where one page of a paged list stands: newer entries are on the page before
+    (`rel="prev"`), older ones on the page after (`rel="next"`)."""
+
+    first_path: str  # the list's own URL, its first page
+    page: int
+    last_page: int
+
+    def path(self, page: int) -> str:
+        return list_page_path(self.first_path, page)
+
+    @property
+    def prev_path(self) -> str | None:
+        return self.path(self.page - 1) if self.page > 1 else None
+
+    @property
+    def next_path(self) -> str | None:
+        return self.path(self.page + 1) if self.page < self.last_page else None
+
+
+def paged(entries: Sequence[T], first_path: str, page: int) -> tuple[Sequence[T], Pager]:
+    """One page of a list, `page_size` entries long; 404 past its end."""
+    size = settings().page_size
+    pager = Pager(first_path, page, max(1, -(-len(entries) // size)))
+    if page > pager.last_page:
+        abort(404)
+    return entries[(page - 1) * size : page * size], pager
+
+
+def redirect_to(path: str) -> Response:
+    """A permanent redirect to one of the site's own URLs (from `base_url`, never from the
+    request's Host)."""
+    response = Response(status=301, headers=NOSNIFF)
+    response.headers["Location"] = settings().base_url + path
+    return response
+
+
+def list_page(first_path: str, page: int | None, build: Callable[[int], Response]) -> Response:
+    """A paged list: page 1 at the list's URL, later pages at `…/page/N`. The other
+    spellings of a page (`?page=N`, `…/page/1`) redirect to that one."""
+    if page is None:
+        asked = request.args.get("page")
+        if asked is None:
+            return build(1)
+        if not asked.isascii() or not asked.isdigit() or int(asked) < 1:
+            abort(404)
+        return redirect_to(list_page_path(first_path, int(asked)))
+    if page == 1:
+        return redirect_to(first_path)
+    return build(page)
+
+
 @bp.get("/")
-def index() -> Response:
-    snapshot = store().snapshot()
-    newest = max((i.updated for i in snapshot.items), default=None)
-    return send_page(snapshot, "index.html", updated=newest)
+@bp.get("/page/<int:page>")
+def index(page: int | None = None) -> Response:
+    def build(number: int) -> Response:
+        snapshot = store().snapshot()
+        shown, pager = paged(snapshot.items, "/", number)
+        newest = max((i.updated for i in shown), default=None)
+        return send_page(
+            snapshot, "index.html", updated=newest, shown=shown, pager=pager,
+            alternates=[name for name, feed in snapshot.feeds.items() if feed.listed],
+        )  # fmt: skip
+
+    return list_page("/", page, build)
 
 
 @bp.get("/categories/<slug>")
-def category(slug: str) -> Response:
+@bp.get("/categories/<slug>/page/<int:page>")
+def category(slug: str, page: int | None = None) -> Response:
+    def build(number: int) -> Response:
+        snapshot = store().snapshot()
+        found = snapshot.category(slug)
+        if found is None:
+            abort(404)
+        shown, pager = paged(found.items, f"/categories/{slug}", number)
+        newest = max((i.updated for i in shown), default=None)
+        return send_page(
+            snapshot, "category.html", updated=newest, category=found, shown=shown,
+            pager=pager, alternates=[slug, "all"],
+        )  # fmt: skip
+
+    return list_page(f"/categories/{slug}", page, build)
+
+
+@bp.get("/tags/", strict_slashes=False)  # no redirect: Location would use Host
+def tags() -> Response:
     snapshot = store().snapshot()
-    found = snapshot.category(slug)
+    newest = max((t.items[0].updated for t in snapshot.tags.values()), default=None)
+    return send_page(snapshot, "tags.html", updated=newest, alternates=["all"])
+
+
+@bp.get("/tags/<slug>")
+@bp.get("/tags/<slug>/page/<int:page>")
+def tag(slug: str, page: int | None = None) -> Response:
+    snapshot = store().snapshot()
+    found = snapshot.tags.get(slug)
     if found is None:
+        canonical = tag_slug(slug)  # another spelling of a tag: its one address
+        if canonical in snapshot.tags and canonical != slug:
+            return redirect_to(tag_path(canonical))
         abort(404)
-    newest = max((i.updated for i in found.items), default=None)
-    return send_page(snapshot, "category.html", category=found, updated=newest)
+
+    def build(number: int) -> Response:
+        shown, pager = paged(found.items, found.path, number)
+        newest = max((i.updated for i in shown), default=None)
+        return send_page(
+            snapshot, "tag.html", updated=newest, tag=found, shown=shown, pager=pager,
+            alternates=[TAG_PREFIX + found.slug, "all"],
+        )  # fmt: skip
+
+    return list_page(found.path, page, build)
 
 
 @bp.get("/items/<category>/<page>")
@@ -239,12 +348,17 @@ def item(category: str, page: str) -> Response:
     snapshot = feeds.snapshot()
     found = snapshot.page(category, page)
     if found is None:
+        if (category, page) in snapshot.gone:
+            abort(410)
         abort(404)
 
     def item_page() -> str:
         """The page behind the fault barrier: if it cannot be written with the item's body,
         it is written without, and the file's problem says why."""
-        context = {"snapshot": snapshot, "site": feeds.settings, "item": found}
+        context = {
+            "snapshot": snapshot, "site": feeds.settings, "item": found,
+            "alternates": [found.category, "all"],
+        }  # fmt: skip
         try:
             content = feeds.bodies.content(found)
             return render_template("item.html", content=content, **context)
@@ -261,10 +375,18 @@ def item(category: str, page: str) -> Response:
 
 
 @bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
-def weeks() -> Response:
-    snapshot = store().snapshot()
-    newest = max((w.updated for w in snapshot.weeks), default=None)
-    return send_page(snapshot, "weeks.html", updated=newest)
+@bp.get("/weekly/page/<int:page>")
+def weeks(page: int | None = None) -> Response:
+    def build(number: int) -> Response:
+        snapshot = store().snapshot()
+        shown, pager = paged(snapshot.weeks, "/weekly/", number)
+        newest = max((w.updated for w in shown), default=None)
+        return send_page(
+            snapshot, "weeks.html", updated=newest, shown=shown, pager=pager,
+            alternates=["weekly", "all"],
+        )  # fmt: skip
+
+    return list_page("/weekly/", page, build)
 
 
 @bp.get("/weekly/<name>")
@@ -278,7 +400,64 @@ def week(name: str) -> Response:
     def roundup() -> dict[str, object]:
         return {"roundup": render.week_html(found, settings(), bodies)}
 
-    return send_page(snapshot, "week.html", roundup, updated=found.updated, week=found)
+    return send_page(
+        snapshot, "week.html", roundup, updated=found.updated, week=found,
+        alternates=["weekly", "all"],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Icon:
+    """The site's icon as served: read once, at start."""
+
+    data: bytes
+    content_type: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Icon | None:
+        """The `icon` file, feedsvc's own when none is set; None for an icon elsewhere (a
+        URL), which /favicon.ico redirects to."""
+        if settings.icon.startswith(("http://", "https://")):
+            return None
+        if settings.icon:
+            path = Path(settings.icon)
+            return cls(path.read_bytes(), icon_type(path))
+        return cls((resources.files("feedsvc") / "assets" / "icon.png").read_bytes(), "image/png")
+
+
+ASSET_MAX_AGE = 86_400
+
+
+def send_asset(data: bytes, content_type: str) -> Response:
+    """A file that changes only with a new release or a restart (icon, style sheet)."""
+    response = Response(data, content_type=content_type, headers=NOSNIFF)
+    response.cache_control.public = True
+    response.cache_control.max_age = ASSET_MAX_AGE
+    response.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    response.make_conditional(request)
+    return response
+
+
+@bp.get("/favicon.ico")
+@bp.get("/icon.<suffix>")
+def icon(suffix: str = "ico") -> Response:
+    site = settings()
+    if suffix != "ico" and not site.icon_url.endswith(f"/icon.{suffix}"):
+        abort(404)
+    found: Icon | None = current_app.extensions["feedsvc.icon"]
+    if found is None:
+        response = Response(status=302, headers=NOSNIFF)
+        response.headers["Location"] = site.icon_url
+        return response
+    return send_asset(found.data, found.content_type)
+
+
+FEED_CSS = (resources.files("feedsvc") / "assets" / "feed.css").read_bytes()
+
+
+@bp.get(render.FEED_CSS_PATH)
+def feed_css() -> Response:
+    return send_asset(FEED_CSS, "text/css; charset=utf-8")
 
 
 @bp.get("/healthz")
@@ -317,6 +496,7 @@ def register(app: Flask, store_: Store, documents_: Documents) -> None:
     common headers."""
     app.extensions["feedsvc"] = store_
     app.extensions["feedsvc.documents"] = documents_
+    app.extensions["feedsvc.icon"] = Icon.of(store_.settings)
     app.register_blueprint(bp)
     app.wsgi_app = FeedPolls(app.wsgi_app, store_, documents_)  # type: ignore[method-assign]
 
@@ -331,10 +511,15 @@ def register(app: Flask, store_: Store, documents_: Documents) -> None:
 
     @app.errorhandler(404)
     @app.errorhandler(405)
-    def plain_error(error: Exception) -> Response:
+    @app.errorhandler(410)
+    def error_page(error: Exception) -> Response:
+        """The site's own page, with a way home, for an address it has nothing at."""
         code = getattr(error, "code", 404)
-        text = {404: "Not found", 405: "Method not allowed"}[code]
-        response = Response(f"{text}\n", status=code, content_type=PLAIN, headers=NOSNIFF)
+        body = render_template(
+            "error.html", code=code, site=store_.settings, snapshot=store_.current(),
+            alternates=["all"],
+        )  # fmt: skip
+        response = Response(body, status=code, content_type=render.HTML_TYPE, headers=NOSNIFF)
         if code == 405:
             valid = getattr(error, "valid_methods", None) or ["GET", "HEAD"]
             response.headers["Allow"] = ", ".join(valid)
@@ -342,6 +527,8 @@ def register(app: Flask, store_: Store, documents_: Documents) -> None:
 
     app.jinja_env.globals.update(
         feed_url=lambda name, fmt: feed_url(store_.settings, name, fmt),
+        tag_path=tag_path,
+        tag_slug=tag_slug,
         week_title=lambda w: weekly.week_title(w, store_.settings),
         formats=tuple(render.FORMATS.values()),
     )

@@ -48,6 +48,9 @@ OTHER_VALUES: dict[str, Any] = {
     "weekly_footer": "Bye.",
     "week_starts_on": "sunday",
     "categories": (("news", "The News"),),
+    "tag_feed_min_items": 3,
+    "page_size": 5,
+    "icon": "https://other.example.org/icon.png",
     "cache_max_age": 5,
     "cache_dir": Path("/elsewhere/cache"),
 }

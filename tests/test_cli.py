@@ -220,7 +220,7 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     app = create_app(clock=site.clock, watch=False)
     client = app.test_client()
     store = app.extensions["feedsvc"]
-    every = list(urls(store.snapshot()))
+    every = list(urls(store.snapshot(), store.settings))
     assert "/feeds/news.atom?page=3" in every
     assert "/items/news/story" in every
     assert "/weekly/2020-W36" in every

@@ -105,7 +105,7 @@ def test_nginx_serves_the_export_with_the_right_types_and_bytes(
 ) -> None:
     port, public, site = nginx
     store = site.app(feed_size=2).extensions["feedsvc"]
-    every = list(urls(store.snapshot()))
+    every = list(urls(store.snapshot(), store.settings))
     assert "/feeds/news.atom?page=3" in every
     for url in every:
         file = public / file_for(url)

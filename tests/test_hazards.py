@@ -204,7 +204,7 @@ class Crawler:
         pages |= {local(entry["url"]) for entries in feeds.values() for entry in entries}
         for path in sorted(pages):
             self.page(path)
-        for href in re.findall(rb'href="([^"]*)"', self.bodies["/"]):
+        for href in re.findall(rb'<a href="([^"]*)"', self.bodies["/"]):  # pages, not icons
             url = href.decode()
             if url.startswith(BASE_URL) and "/feeds/" not in url:
                 self.page(local(url))

@@ -269,7 +269,7 @@ def test_category_page_lists_its_items_and_offers_its_feeds(site: Site) -> None:
     assert page.texts("h1") == ["News"]
     items = [a.text for a in page.of("a") if a.hrefs[0].startswith(f"{BASE_URL}/items/news/")]
     assert items == ["Story 3", "Story 2", "Story 1"]
-    assert alternates(page) == expected_alternates(["news"])
+    assert alternates(page) == expected_alternates(["news", "all"])
 
 
 def test_empty_category_page_is_200(site: Site) -> None:

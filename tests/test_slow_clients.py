@@ -207,7 +207,8 @@ def test_requests_in_pieces_pipelined_with_bodies_or_malformed_are_answered() ->
         # Two requests in one packet, and one whose head comes after a small body.
         post = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
         replies = exchange(server.port, head + post + head)
-        assert re.findall(rb"^HTTP/1.1 (\d+) ", replies, re.MULTILINE) == [b"200", b"405", b"200"]
+        # (A body need not end with a line break, so the next status line may follow it.)
+        assert re.findall(rb"HTTP/1.1 (\d+) ", replies) == [b"200", b"405", b"200"]
         # A bare LF is refused at once by gunicorn's parser, not waited on.
         assert exchange(server.port, b"GET /healthz HTTP/1.1\nHost: x\n\n").startswith(
             b"HTTP/1.1 400 "

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit clean system-packages bench
+.PHONY: run test lint typecheck unit clean system-packages bench screenshots
 
 run: $(VENV)/.installed-run
 	$(BIN)/feedsvc serve --host $(HOST) --port $(PORT)
@@ -23,14 +23,19 @@ unit: $(VENV)/.installed-test system-packages
 	$(BIN)/pytest
 
 # Debian packages the tests need: nginx, which tests/test_deploy.py starts itself (the
-# package's own service is kept from starting with a policy-rc.d while installing).
+# package's own service is kept from starting with a policy-rc.d while installing), and
+# chromium, which tests/test_browser.py drives through Playwright.
 system-packages:
-	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
-	  echo "installing Debian's nginx for tests/test_deploy.py" >&2; \
+	@{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ -x /usr/bin/chromium ] || { \
+	  echo "installing Debian's nginx and chromium for the tests" >&2; \
 	  made_policy=; [ -e /usr/sbin/policy-rc.d ] || { \
 	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; }; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; status=$$?; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx chromium; status=$$?; \
 	  [ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
+
+# The screenshots README.md shows, taken in Chromium from the bundled sample site.
+screenshots: $(VENV)/.installed-test system-packages
+	$(BIN)/python -m tests.test_browser docs/screenshots
 
 # The benchmark suite (about 40 minutes with 100,000 items): docs/benchmarks.md.
 # It installs Debian's wrk for the load when missing.

@@ -281,7 +281,7 @@ def list_page(first_path: str, page: int | None, build: Callable[[int], Response
 
 
 @bp.get("/")
-@bp.get("/page/<int:page>")
+@bp.get("/page/<int(min=1):page>")
 def index(page: int | None = None) -> Response:
     def build(number: int) -> Response:
         snapshot = store().snapshot()
@@ -296,7 +296,7 @@ def index(page: int | None = None) -> Response:
 
 
 @bp.get("/categories/<slug>")
-@bp.get("/categories/<slug>/page/<int:page>")
+@bp.get("/categories/<slug>/page/<int(min=1):page>")
 def category(slug: str, page: int | None = None) -> Response:
     def build(number: int) -> Response:
         snapshot = store().snapshot()
@@ -321,7 +321,7 @@ def tags() -> Response:
 
 
 @bp.get("/tags/<slug>")
-@bp.get("/tags/<slug>/page/<int:page>")
+@bp.get("/tags/<slug>/page/<int(min=1):page>")
 def tag(slug: str, page: int | None = None) -> Response:
     snapshot = store().snapshot()
     found = snapshot.tags.get(slug)
@@ -375,7 +375,7 @@ def item(category: str, page: str) -> Response:
 
 
 @bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
-@bp.get("/weekly/page/<int:page>")
+@bp.get("/weekly/page/<int(min=1):page>")
 def weeks(page: int | None = None) -> Response:
     def build(number: int) -> Response:
         snapshot = store().snapshot()

@@ -48,6 +48,13 @@ class Server:
         return {line.split()[0] for line in lines if line.strip()}
 
 
+def feedsvc_serve(workers: int = 2) -> list[str]:
+    """`feedsvc serve` on the port `running_server` picks, as an operator starts it."""
+    script = Path(sys.executable).with_name("feedsvc")
+    return [str(script), "serve", "--host", "127.0.0.1", "--port", "{port}",
+            "--workers", str(workers)]  # fmt: skip
+
+
 #: Workers gunicorn.conf.py (the repository's) starts, as `feedsvc serve` does.
 DEFAULT_WORKERS = 2
 
@@ -57,6 +64,7 @@ def running_server(
     env: Mapping[str, str] | None = None,
     workers: int | None = None,
     argv: list[str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """`gunicorn wsgi:app` run from the repository (or `argv`), until the block ends.
 
@@ -64,7 +72,7 @@ def running_server(
     flag but the address (and `--workers`, when given) is added to its settings. With
     `argv`, `workers` is only how many workers to wait for.
     """
-    port = free_port()
+    port = port or free_port()
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     access_log = log_dir / f"feedsvc-access-{port}.log"
     access_log.write_text("")

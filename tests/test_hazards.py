@@ -47,7 +47,7 @@ from tests.hazards import (
     folders,
     materialise,
 )
-from tests.server import Server, everywhere, running_server
+from tests.server import Server, everywhere, feedsvc_serve, running_server
 
 FACTOR = int(os.environ.get("HAZARDS_EXAMPLES_FACTOR", "1"))
 FORMATS = ("rss", "atom", "json")
@@ -395,11 +395,6 @@ def expected_name(hazard: Hazard, built: Built, report: Any, lines: list[str]) -
 
 
 # -- 5. a running server ----------------------------------------------------------------------
-
-
-def feedsvc_serve() -> list[str]:
-    script = Path(sys.executable).with_name("feedsvc")
-    return [str(script), "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"]
 
 
 def rich(folder: Folder) -> bool:

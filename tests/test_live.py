@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,12 +18,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from tests.server import Server, everywhere, running_server
-
-
-def feedsvc_serve() -> list[str]:
-    script = Path(sys.executable).with_name("feedsvc")
-    return [str(script), "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"]
+from tests.server import Server, everywhere, feedsvc_serve, running_server
 
 
 @pytest.fixture

@@ -48,8 +48,9 @@ INTRO_NAME = re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})\.md\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
 #: CommonMark with GitHub's tables, by pulldown-cmark (Rust, through pyromark): every body
-#: is converted on a cold start, so a compiled parser (docs/architecture.md, Libraries). Raw HTML is passed through, because bleach, which
-#: sees all of the output, is the sanitiser (`feedsvc.sanitize`).
+#: is converted on a cold start, so a compiled parser (docs/architecture.md, Libraries).
+#: Raw HTML is passed through, because bleach, which sees all of the output, is the
+#: sanitiser (`feedsvc.sanitize`).
 _MARKDOWN_OPTIONS = pyromark.Options.ENABLE_TABLES
 #: What turning Markdown into HTML depends on besides the text; cached renderings carry it.
 MARKDOWN_VERSION = f"pyromark {importlib.metadata.version('pyromark')}"

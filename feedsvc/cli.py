@@ -106,9 +106,14 @@ def check(items_dir: Path | None, output: str) -> None:
                 bar.update(done - bar.pos)
 
             snapshot = store.reload(progress)
+        with click.progressbar(length=1, label="Rendering", file=sys.stderr) as bar:
+            store.render_bodies(progress)
     else:
         snapshot = store.reload()
-    problems = snapshot.problems
+        store.render_bodies()
+    # The bodies' problems (what the sanitiser removed, a body that cannot be read) are
+    # found by rendering them, after the snapshot was built.
+    problems = sorted(store.problems(snapshot), key=lambda p: (p.path, p.line or 0))
     errors = sum(1 for p in problems if p.severity == "error")
     if output == "json":
         report = {

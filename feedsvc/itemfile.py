@@ -391,7 +391,11 @@ def _item_fields(
     for key in sorted(set(fields.values) - FIELDS, key=str):
         fields.warn(str(key), f"unknown field '{key}' is ignored")
 
-    title = sanitize.plain_text(fields.text("title", required=True) or "")
+    with sanitize.noting() as removed:
+        title = sanitize.plain_text(fields.text("title", required=True) or "")
+    if removed:
+        fields.warn("title", f"removed markup from 'title' (titles are plain text): "
+                    f"{removed.describe()}")  # fmt: skip
     if not title:
         _reject(fields.line("title"), "'title' is empty")
     if len(title) > MAX_TITLE_LENGTH:

@@ -75,6 +75,14 @@ class ReloadFailure:
     message: str
 
 
+def _digest(seen: Seen | None) -> str | None:
+    """The digest of the bytes a file's item or introduction was read from, if any."""
+    if seen is None:
+        return None
+    source = seen.parsed.item.source if seen.parsed.item else seen.intro and seen.intro.source
+    return source.digest if source else None
+
+
 class Store:
     """Holds the current snapshot of one items folder and rebuilds it on demand."""
 
@@ -304,7 +312,10 @@ class Store:
         for path in changed | removed:
             result = found.get(path)
             self._file_problems.pop(path, None)
-            self._render_problems.pop(path, None)
+            # A body's problems follow its bytes: a file saved unchanged (or touched) keeps
+            # them, though its body may not be rendered again (its documents are unchanged).
+            if _digest(result) is None or _digest(result) != _digest(self.loader.seen.get(path)):
+                self._render_problems.pop(path, None)
             self._intros.pop(path, None)
             if result is not None and result.parsed.problems:
                 self._file_problems[path] = result.parsed.problems
@@ -341,6 +352,16 @@ class Store:
         if self._render_problems.get(path) != problem:
             self._render_problems[path] = problem
             faults.log_problems([problem])
+
+    def render_bodies(self, progress: Progress | None = None) -> None:
+        """Render every body the folder's items have (those the cache holds are taken from
+        it) and every weekly introduction, so that what only rendering finds (a script the
+        sanitiser removed, a body that cannot be read) is reported: `feedsvc check`. A
+        server renders a body when a feed or page first shows it."""
+        items = [seen.parsed.item for seen in self.loader.seen.values() if seen.parsed.item]
+        self.bodies.render_all(items, progress)
+        for intro in list(self._intros.values()):
+            self.bodies.intro(intro)
 
     def problems(self, snapshot: Snapshot) -> tuple[Problem, ...]:
         """The snapshot's problems and those found since it was built."""

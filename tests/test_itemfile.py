@@ -196,25 +196,36 @@ def test_ignored_names(name: str, skipped: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("front", "title"),
+    ("front", "title", "removed"),
     [
         pytest.param(
             "title: Dunhill <b>opens</b> in Shanghai",
             "Dunhill opens in Shanghai",
+            "<b>",
             id="markup-removed",
         ),
-        pytest.param("title: Fish &amp; Chips", "Fish & Chips", id="entity-decoded"),
+        pytest.param("title: Fish &amp; Chips", "Fish & Chips", None, id="entity-decoded"),
+        pytest.param("title: A < B and C > D", "A < B and C > D", None, id="not-markup"),
         pytest.param(
             "title: \"<script>alert('x')</script>Dunhill\"",
             "Dunhill",
+            "<script> (with its content)",
             id="script-removed-with-text",
         ),
-        pytest.param("title: |\n  Two\n  lines", "Two lines", id="block-scalar-collapsed"),
-        pytest.param("title: 2020", "2020", id="number-read-as-text"),
+        pytest.param("title: One<br>Two <i>x</i>", "One Two x", "<br>, <i>", id="br"),
+        pytest.param("title: |\n  Two\n  lines", "Two lines", None, id="block-scalar-collapsed"),
+        pytest.param("title: 2020", "2020", None, id="number-read-as-text"),
     ],
 )
-def test_title_is_plain_text(front: str, title: str) -> None:
-    assert clean_item(item_file(front)).title == title
+def test_title_is_plain_text(front: str, title: str, removed: str | None) -> None:
+    """Feeds carry titles as plain text: markup is removed, with a warning naming it."""
+    if removed is None:
+        assert clean_item(item_file("author: A\n" + front)).title == title
+        return
+    assert parsed_item(item_file("author: A\n" + front)).title == title
+    warning = the_warning(item_file("author: A\n" + front))
+    assert warning.line == 3
+    assert warning.message == (f"removed markup from 'title' (titles are plain text): {removed}")
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ Everything else receives a frozen `Settings`; nothing reads the environment late
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -101,6 +102,12 @@ assert all({"output", "parsing"} <= set(f.metadata) for f in fields(Settings))
 OUTPUT_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["output"])
 PARSING_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["parsing"])
 assert set(PARSING_FIELDS) <= set(OUTPUT_FIELDS)
+
+
+def nearest(word: str, known: Iterable[str]) -> str | None:
+    """The known name `word` most likely misspells, if any is close (difflib's ratio)."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _text(key: str, value: object) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from feedsvc import faults, feeds, scanning
+from feedsvc import config, faults, feeds, scanning
 from feedsvc.bodies import Bodies
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
@@ -205,7 +205,7 @@ class Store:
         if self._snapshot is not None and not look.anything:
             return self._snapshot  # nothing changed: keep the snapshot and its memo
         with _collector_paused():
-            new_problems = self._apply(look, progress)
+            new_problems, new_names = self._apply(look, progress)
             snapshot = self._snapshot = self._build()
         if look.changed or look.removed or self.reloads == 0:
             log.info(
@@ -216,6 +216,7 @@ class Store:
                 (time.thread_time() - cpu_started) * 1000,
             )  # fmt: skip
         faults.log_problems(new_problems)
+        faults.log_each(new_names)
         self.reloads += 1
         return snapshot
 
@@ -264,7 +265,7 @@ class Store:
         if targeted is None:
             listing, folders = scanning.scan(self.root)
             removed = seen.keys() - {entry.path for entry in listing.entries}
-            problems = listing.problems
+            problems = {**listing.problems, **self._unconfigured(folders)}
         else:
             listing, folders = targeted, self._folders
             looked_at = {e.path for e in listing.entries} | listing.gone | listing.problems.keys()
@@ -276,9 +277,32 @@ class Store:
         anything = bool(changed or removed or other)
         return _Look(listing.entries, changed, removed, problems, folders, anything)
 
-    def _apply(self, look: _Look, progress: Progress | None) -> list[Problem]:
+    def _unconfigured(self, folders: tuple[str, ...]) -> dict[str, Problem]:
+        """A warning for each category folder that `categories`, when set, does not list:
+        a typo such as `retial` would otherwise publish a category of its own."""
+        configured = [slug for slug, _ in self.settings.categories]
+        if not configured:
+            return {}
+        problems = {}
+        for folder in folders:
+            if folder in configured:
+                continue
+            close = config.nearest(folder, configured)
+            hint = f"did you mean '{close}'? Else add" if close else "add"
+            problems[folder] = Problem(
+                folder, None, "warning",
+                f"category folder not in the configured categories: its items are published "
+                f"as '{self.settings.category_name(folder)}'; {hint} it to [categories] in "
+                "feedsvc.toml",
+            )  # fmt: skip
+        return problems
+
+    def _apply(
+        self, look: _Look, progress: Progress | None
+    ) -> tuple[list[Problem], list[Problem]]:
         """Parse the changed files (or take them from the cache) and update the index;
-        the problems that are new."""
+        the problems that are new: those the files gave, and those with names in the
+        folder (a link out, a nested folder, an unconfigured category)."""
         found = self.loader.load(look.changed, progress)
         new_problems = [
             problem
@@ -286,14 +310,15 @@ class Store:
             for problem in seen.parsed.problems
             if problem not in self._file_problems.get(path, ())
         ]
-        new_problems += [p for p in look.problems.values() if p not in self._problem_set()]
+        known = self._problem_set()
+        new_names = [p for p in look.problems.values() if p not in known]
         self._index_changes(found, {entry.path for entry in look.changed}, look.removed)
         self.loader.commit(found, look.removed, look.entries)
         for path in look.removed:
             self._gone_since.pop(path, None)
         self._scan_problems = look.problems
         self._folders = look.folders
-        return new_problems
+        return new_problems, new_names
 
     def _problem_set(self) -> set[Problem]:
         return set(self._scan_problems.values())

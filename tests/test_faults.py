@@ -397,3 +397,22 @@ def test_a_file_over_the_limit_is_reported_by_its_size(
     result = CliRunner().invoke(main, ["check", str(site.items)])
     assert result.exit_code == 1
     assert f"file is {SIZE:,} bytes, over the limit of 1,048,576" in result.output
+
+
+def test_problems_with_names_are_logged_each_up_to_a_bound(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    from feedsvc import faults
+
+    for n in range(faults.NAMED + 5):
+        (site.items / "news" / f"folder-{n:03d}").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        Store(site.settings()).reload()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[: faults.NAMED] == [
+        f"news/folder-{n:03d}: warning: folders inside a category are not read; move its files up"
+        for n in range(faults.NAMED)
+    ]
+    assert lines[faults.NAMED :] == [
+        "and 5 more problems with names in the items folder; `feedsvc check` lists them all"
+    ]

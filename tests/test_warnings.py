@@ -164,3 +164,96 @@ def test_a_file_changed_back_warns_again_though_its_body_is_remembered(site: Sit
     assert warnings_after_a_look() == []
     site.write_item("news", "2020-09-01-scripted.md", {"title": "Scripted"}, SCRIPTED)
     assert warnings_after_a_look() == [SCRIPTED_WARNING]
+
+
+# --- category folders the configuration does not list -------------------------------------
+
+CONFIGURED = '[categories]\nretail = "Retail"\ntech = "Technology"\n'
+
+
+def test_check_warns_of_a_category_folder_the_configuration_does_not_list(
+    site: Site, runner: CliRunner
+) -> None:
+    toml = site.root / "feedsvc.toml"
+    toml.write_text(toml.read_text() + CONFIGURED)
+    site.write_item("retail", "2020-09-01-a.md", {"title": "A"})
+    site.write_item("retial", "2020-09-02-b.md", {"title": "B"})
+    site.write_item("weather", "2020-09-03-c.md", {"title": "C"})
+    (site.items / "empty-typo").mkdir()
+    result = check(runner)
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "items/empty-typo: warning: category folder not in the configured categories: its "
+        "items are published as 'Empty typo'; add it to [categories] in feedsvc.toml",
+        "items/retial: warning: category folder not in the configured categories: its items "
+        "are published as 'Retial'; did you mean 'retail'? Else add it to [categories] in "
+        "feedsvc.toml",
+        "items/weather: warning: category folder not in the configured categories: its items "
+        "are published as 'Weather'; add it to [categories] in feedsvc.toml",
+        "3 files, 3 items published, 0 errors, 3 warnings",
+    ]
+
+
+def test_without_configured_categories_every_folder_is_one(site: Site, runner: CliRunner) -> None:
+    site.write_item("retial", "2020-09-02-b.md", {"title": "B"})
+    assert check(runner).output.splitlines() == [
+        "1 files, 1 items published, 0 errors, 0 warnings"
+    ]
+
+
+def test_the_server_logs_an_unconfigured_category_folder_once(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.write_item("retail", "2020-09-01-a.md", {"title": "A"})
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        app = site.app(categories=(("retail", "Retail"),))
+        store: Store = app.extensions["feedsvc"]
+        site.write_item("retial", "2020-09-02-b.md", {"title": "B"})
+        store.reload()
+        store.reload()  # nothing new: nothing logged again
+    lines = [r.getMessage() for r in caplog.records if "retial" in r.getMessage()]
+    assert lines == [
+        "retial: warning: category folder not in the configured categories: its items are "
+        "published as 'Retial'; did you mean 'retail'? Else add it to [categories] in "
+        "feedsvc.toml"
+    ]
+    health = json.loads(app.test_client().get("/healthz").data)
+    assert health["warnings"] == 1
+
+
+# --- problems with names, in the log -------------------------------------------------------
+
+
+def test_each_problem_with_a_name_is_named_in_the_log(
+    site: Site, caplog: pytest.LogCaptureFixture, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Links out of the folder and nested folders: one line each, as a file's problem
+    is written, at start-up and when they appear later (a file event's look)."""
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.md").write_text("---\ntitle: Secret\n---\nDo not publish.")
+    site.write_item("news", "2020-09-01-a.md", {"title": "A"})
+    for n in range(5):
+        (site.items / "news" / f"2020-09-1{n}-link.md").symlink_to(outside / "secret.md")
+        (site.items / "news" / f"nested{n}").mkdir()
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        app = site.app()
+    messages = [r.getMessage() for r in caplog.records]
+    for n in range(5):
+        assert (
+            f"news/2020-09-1{n}-link.md: error: is a link to outside the items folder; refused"
+            in messages
+        )
+        assert (
+            f"news/nested{n}: warning: folders inside a category are not read; move its "
+            "files up" in messages
+        )
+    store: Store = app.extensions["feedsvc"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        (site.items / "news" / "2020-09-20-later.md").symlink_to(outside)
+        store.reload_settled(0.0, paths={"news/2020-09-20-later.md"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "news/2020-09-20-later.md: error: is a link to outside the items folder; refused"
+    ]
+    health = json.loads(app.test_client().get("/healthz").data)
+    assert (health["errors"], health["warnings"]) == (6, 5)

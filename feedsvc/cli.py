@@ -15,7 +15,13 @@ from pathlib import Path
 import click
 
 from feedsvc import faults
-from feedsvc.config import Settings, load_settings, nearest
+from feedsvc.config import (
+    Settings,
+    load_settings,
+    loopback_warning,
+    nearest,
+    unknown_variables,
+)
 from feedsvc.errors import ConfigError
 from feedsvc.model import RESERVED_NAMES, is_valid_name
 
@@ -24,12 +30,17 @@ from feedsvc.model import RESERVED_NAMES, is_valid_name
 # them first as well would only slow every start down.
 
 
-def _settings(items_dir: Path | None = None, *, existing: bool = True) -> Settings:
-    """The configuration, or one clear message; `existing` requires the items folder."""
+def _settings(
+    items_dir: Path | None = None, *, existing: bool = True, warn: bool = True
+) -> Settings:
+    """The configuration, or one clear message; `existing` requires the items folder.
+    `warn`: say which FEEDSVC_* variables are not feedsvc's (on stderr)."""
     try:
         settings = load_settings()
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from None
+    for unknown in unknown_variables() if warn else ():
+        click.echo(f"warning: {unknown}", err=True)
     if items_dir is not None:
         settings = replace(settings, items_dir=items_dir)
     if existing and not settings.items_dir.is_dir():
@@ -51,16 +62,21 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the feeds with gunicorn (production server)."""
     from feedsvc import serving
 
-    _settings()  # a bad configuration stops here, with one clear message
+    # A bad configuration stops here, with one clear message; the app, loading it again,
+    # warns of what is not a setting.
+    _settings(warn=False)
     try:
         serving.header_timeout()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     argv = [
         sys.executable, "-m", "gunicorn",
-        "--bind", f"{host}:{port}",
+        "--bind", f"{bind_host}:{port}",
         "--workers", str(workers),
-        "feedsvc:create_app()",
+        # The address, passed to the app (gunicorn reads the call's literal arguments):
+        # without base_url, links and ids are made from it.
+        f"feedsvc:create_app(listening={(host.strip('[]'), port)!r})",
     ]  # fmt: skip
     # feedsvc's gunicorn settings (feedsvc.serving: its worker, threads, timeout,
     # --preload, no control socket) go first in GUNICORN_CMD_ARGS, where an operator's
@@ -314,6 +330,10 @@ def build(out_dir: Path) -> None:
     from feedsvc import create_app
     from feedsvc.static import export
 
-    app = create_app(_settings(), watch=False)
+    settings = _settings()
+    warning = loopback_warning(settings)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    app = create_app(settings, watch=False)
     written = export(app, out_dir)
     click.echo(f"wrote {written} files to {out_dir}")

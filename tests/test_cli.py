@@ -270,7 +270,7 @@ def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
     assert result.exit_code == 0
     [(_, argv, env)] = calls
     assert argv[1:] == ["-m", "gunicorn", "--bind", "127.0.0.1:8123", "--workers", "3",
-                        "feedsvc:create_app()"]  # fmt: skip
+                        "feedsvc:create_app(listening=('127.0.0.1', 8123))"]  # fmt: skip
     # feedsvc's settings (feedsvc.serving) come first; the operator's flags come last, so
     # they win (--timeout 60 over the default 300).
     assert env["GUNICORN_CMD_ARGS"] == (

@@ -265,24 +265,26 @@ class _NotingTokenizer(html5lib_shim.BleachHTMLTokenizer):
         if not getattr(self.parser, "html_allowed", True):
             removed.markup.setdefault(f"<{name}>")
             return
+        data = token["data"]
+        if not data:
+            return
         allowed = ALLOWED_ATTRIBUTES.get(name, ())
-        for attribute, value in _attributes(token["data"]):
-            attribute = attribute.lower()
+        for attribute, value in data.items() if isinstance(data, dict) else data:
+            attribute = str(attribute[1] if isinstance(attribute, tuple) else attribute).lower()
             if attribute.startswith("on"):
                 removed.handlers.setdefault(attribute)
-            elif name in ALLOWED_TAGS and attribute in allowed and attribute in URL_ATTRIBUTES:
-                url = html.unescape(value).strip()
-                if url and safe_url(url, _base.get()) is None:
-                    removed.urls.setdefault(shorten(remove_forbidden(url), _URL_SHOWN))
+            elif attribute in URL_ATTRIBUTES and attribute in allowed and name in ALLOWED_TAGS:
+                url = remove_forbidden(html.unescape(str(value))).strip()
+                if url and not _PLAINLY_SAFE.match(url) and safe_url(url, _base.get()) is None:
+                    removed.urls.setdefault(shorten(url, _URL_SHOWN))
 
 
-def _attributes(data: Any) -> list[tuple[str, str]]:
-    """A tag token's attributes: a list of pairs while the tokenizer holds it, a map
-    once html5lib has normalised it."""
-    pairs = data.items() if isinstance(data, dict) else data
-    return [
-        (str(name[1] if isinstance(name, tuple) else name), str(value)) for name, value in pairs
-    ]
+#: URLs `safe_url` keeps whatever the page, told apart without joining them to it: most
+#: links of a body (the sanitiser checks each URL again itself).
+_PLAINLY_SAFE = re.compile(
+    r"(?:https?:)?//[a-z0-9.-]+(?::[0-9]*)?(?:[/?#]|\Z)|/(?!/)|#|\?|[^:/?#\s]+(?:[/?#]|\Z)",
+    re.IGNORECASE,
+)
 
 
 #: html5lib's signal to parse again (bleach's parser catches it; the stubs omit it).

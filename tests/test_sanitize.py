@@ -616,3 +616,20 @@ def test_a_danger_in_any_harmless_surroundings_is_named(
 ) -> None:
     markup, described = danger
     assert removed_by(before + markup + after) == described
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.tuples(
+            st.sampled_from(["", "http://", "https://", "//", "/", "#", "?", "a:", "mailto:"]),
+            st.text(max_size=20),
+        ).map("".join),
+    )
+)
+def test_a_url_passed_over_by_the_notes_is_one_the_sanitiser_keeps(url: str) -> None:
+    """The notes skip joining a URL that plainly stays (most links of a body): any such
+    URL must be one `safe_url` keeps, or a removal would go unnoted."""
+    url = remove_forbidden(url).strip()  # as the notes see it
+    if url and sanitize._PLAINLY_SAFE.match(url):
+        assert safe_url(url, PAGE) is not None

@@ -96,8 +96,8 @@ class Bodies:
                 rendered = (Content("", item.summary or ""), "")
             else:
                 rendered = found
-        # Again on every take: the warning is dropped whenever its file changes, and a
-        # file touched, or changed back, gives the same body from memory.
+        # Again on every take: a file changed back to an earlier version gives that
+        # version's body from memory, though its warning went when the file changed.
         self._removed(item.source.path, rendered[1])
         with self._lock:
             self._contents[key] = rendered

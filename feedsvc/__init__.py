@@ -21,7 +21,11 @@ __all__ = ["Settings", "__version__", "create_app", "load_settings"]
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, watch: bool = True
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    watch: bool = True,
+    listening: tuple[str, int] | None = None,
 ) -> Flask:
     """Application factory: one app, one store, one snapshot loaded before the first request.
 
@@ -30,17 +34,33 @@ def create_app(
     gunicorn worker (each builds its own app) stays live without a restart, and a feed a
     change made out of date is rendered again by another thread; a request waits for it
     a quarter of a second at most, then gets the previous bytes.
+
+    `listening` is the (host, port) the server will listen on: `feedsvc serve` passes its
+    own, and under `flask run` it is read from that command's options. Without `base_url`
+    in the configuration, links and ids are made from it; the address is known before the
+    first render, and every gunicorn worker gets the same (the same call's arguments).
     """
     from flask import Flask
 
-    from feedsvc import lifecycle, web
+    from feedsvc import config, lifecycle, web
     from feedsvc.documents import Documents
     from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
     if not logging.getLogger().handlers:  # under gunicorn or flask run: log to stderr
         logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
-    settings = settings or load_settings()
+    scheme = "http"
+    if listening is None and (flask_run := _flask_run()) is not None:
+        listening, scheme = flask_run
+    if settings is None:
+        for unknown in config.unknown_variables():
+            log.warning("%s", unknown)
+        url = config.listening_url(*listening, scheme) if listening else None
+        settings = load_settings(listening=url)
+    log.info("base_url: %s", settings.base_url)
+    loopback = config.loopback_warning(settings, listening[0]) if listening else None
+    if loopback:
+        log.warning("%s", loopback)
     store = Store(settings, clock or system_clock)
     documents = Documents(
         settings, store.cache, store.bodies, store.current, refresh_off_requests=watch
@@ -60,3 +80,21 @@ def create_app(
     lifecycle.register(documents)
     lifecycle.register(store)
     return app
+
+
+def _flask_run() -> tuple[tuple[str, int], str] | None:
+    """The address `flask run` is about to listen on, and its scheme, from that command's
+    own options (--host, --port, --cert, or FLASK_RUN_HOST and FLASK_RUN_PORT): Flask
+    loads the app inside the command, before its server opens the socket, and tells the
+    app neither. Not the Host header of a request, which a client chooses; and known
+    before the first render, which a request's WSGI environ would not be."""
+    import click
+    from flask.cli import run_command
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.command is not run_command:
+        return None
+    host, port = context.params.get("host"), context.params.get("port")
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+        return None  # port 0: the system picks one, after this
+    return (host, port), "https" if context.params.get("cert") else "http"

@@ -5,10 +5,14 @@ An item carries no body (a large folder loads without rendering every body); its
 `Source` says which version of which file it was read from. A body is taken from
 memory (an LRU of CONTENT_CACHE_SIZE), else from the persistent cache, else rendered
 from the file, behind the fault barrier: a body that cannot be read or rendered is its
-file's problem (`report`), and the item is shown without it.
+file's problem (`report`), and the item is shown without it. What the sanitiser removed
+from a body (a script, an event handler, a `javascript:` link) is noted as it renders,
+kept with the body (in memory and in the cache) and reported as a warning for its file
+whenever the body is taken, so the warning outlives a restart without a second render.
 
 `at_hand(items)` renders many bodies at once, spread over the cores, for the block it
-guards (start-up renders every body the first pages of the feeds show).
+guards (start-up renders every body the first pages of the feeds show); `render_all`
+renders every body of a folder that way, a batch at a time (`feedsvc check`).
 """
 
 from __future__ import annotations
@@ -17,22 +21,27 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from feedsvc import faults, itemfile, parallel
+from feedsvc import faults, itemfile, parallel, sanitize
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
-from feedsvc.loading import read_file
+from feedsvc.loading import Progress, read_file
 from feedsvc.model import Content, Intro, Item, Problem
 
 log = logging.getLogger(__name__)
 
 CONTENT_CACHE_SIZE = 4096
+#: Bodies `render_all` holds at once: enough to keep every core busy, few enough that a
+#: folder of 100,000 items is not held in memory whole.
+RENDER_BATCH = 2000
 
 Report = Callable[[str, Problem], None]
+#: A rendered body and what the sanitiser removed from it ("" when nothing).
+Rendered = tuple[Content, str]
 
 
 class Bodies:
@@ -58,8 +67,8 @@ class Bodies:
         self.report = report
         self.last_good = last_good
         self.stale_reads = 0
-        self._contents: OrderedDict[tuple[str, str], Content] = OrderedDict()
-        self._held: dict[tuple[str, str], Content] = {}  # what `at_hand` rendered
+        self._contents: OrderedDict[tuple[str, str], Rendered] = OrderedDict()
+        self._held: dict[tuple[str, str], Rendered] = {}  # what `at_hand` rendered
         self._lock = threading.Lock()
 
     def after_fork(self, child: bool) -> None:
@@ -71,41 +80,52 @@ class Bodies:
         key = (item.source.digest, item.path)
         held = self._held.get(key)
         if held is not None:
-            return held
+            return held[0]  # `at_hand` reported what it removed
         with self._lock:
-            cached = self._contents.get(key)
-            if cached is not None:
+            rendered = self._contents.get(key)
+            if rendered is not None:
                 self._contents.move_to_end(key)
-                return cached
-        content = self.cache.content(item.source.digest, item.path)
-        if content is None:
+        if rendered is None:
+            rendered = self.cache.content(item.source.digest, item.path)
+        if rendered is None:
             found = faults.attempt(
                 item.source.path, "rendering its body", partial(self._render, item)
             )
             if isinstance(found, Problem):
                 self.report(item.source.path, found)
-                content = Content("", item.summary or "")
+                rendered = (Content("", item.summary or ""), "")
             else:
-                content = found
+                rendered = found
+        # Again on every take: a file changed back to an earlier version gives that
+        # version's body from memory, though its warning went when the file changed.
+        self._removed(item.source.path, rendered[1])
         with self._lock:
-            self._contents[key] = content
+            self._contents[key] = rendered
             while len(self._contents) > CONTENT_CACHE_SIZE:
                 self._contents.popitem(last=False)
-        return content
+        return rendered[0]
+
+    def _removed(self, path: str, removed: str) -> None:
+        """Report what the sanitiser removed from the file at `path`, if anything."""
+        if removed:
+            self.report(path, Problem(path, None, "warning", f"removed from the body: {removed}"))
 
     def intro(self, intro: Intro) -> str:
         """A weekly introduction's HTML; "" (the roundup writes its own) if it fails."""
 
-        def render() -> str:
+        def render() -> Rendered:
             data, _ = self._read_version(intro.source.path, intro.source.digest)
             base = f"{self.settings.base_url}/weekly/{intro.week}"
-            return itemfile.render_markup(itemfile.body_of(data), "markdown", base)
+            with sanitize.noting() as removed:
+                html = itemfile.render_markup(itemfile.body_of(data), "markdown", base)
+            return Content(html, ""), removed.describe()
 
         found = faults.attempt(intro.source.path, "rendering it", render)
         if isinstance(found, Problem):
             self.report(intro.source.path, found)
             return ""
-        return found
+        self._removed(intro.source.path, found[1])
+        return found[0].html
 
     @contextmanager
     def at_hand(self, items: Iterable[Item]) -> Iterator[None]:
@@ -117,33 +137,47 @@ class Bodies:
             key = (item.source.digest, item.path)
             if key not in self._contents and key not in wanted:
                 wanted[key] = item
-        held: dict[tuple[str, str], Content] = {}
+        held: dict[tuple[str, str], Rendered] = {}
         missing = []
         for key, item in wanted.items():
-            content = self.cache.content(*key)
-            if content is None:
+            cached = self.cache.content(*key)
+            if cached is None:
                 missing.append(item)
             else:
-                held[key] = content
+                held[key] = cached
         render = partial(_render_scanned, self.root, self.settings.base_url)
         rendered = parallel.map_in_processes(render, missing)
-        fresh = [(i, c) for i, c in zip(missing, rendered, strict=True) if c is not None]
-        self.cache.store_contents([(i.source.digest, i.path, c) for i, c in fresh])
-        held.update(((i.source.digest, i.path), c) for i, c in fresh)
+        fresh = [(i, r) for i, r in zip(missing, rendered, strict=True) if r is not None]
+        self.cache.store_contents([(i.source.digest, i.path, *r) for i, r in fresh])
+        held.update(((i.source.digest, i.path), r) for i, r in fresh)
+        for key, (_, removed) in held.items():
+            self._removed(wanted[key].source.path, removed)
         self._held = held
         try:
             yield
         finally:
             self._held = {}
 
-    def _render(self, item: Item) -> Content:
+    def render_all(self, items: Sequence[Item], progress: Progress | None = None) -> None:
+        """Take every one of these items' bodies (rendered, or from the cache), so that
+        whatever rendering them finds is reported; a batch at a time, each spread over the
+        cores. `progress(done, total)` after each batch."""
+        for start in range(0, len(items), RENDER_BATCH):
+            batch = items[start : start + RENDER_BATCH]
+            with self.at_hand(batch):
+                for item in batch:  # those the batch could not render, in the open
+                    self.content(item)
+            if progress is not None:
+                progress(start + len(batch), len(items))
+
+    def _render(self, item: Item) -> Rendered:
         data, current = self._read_version(item.source.path, item.source.digest)
-        content = itemfile.render_body(item, data, self.settings.base_url)
+        rendered = _render_noting(item, data, self.settings.base_url)
         if current or self.last_good(item.source.path):
-            self.cache.store_content(item.source.digest, item.path, content)
+            self.cache.store_content(item.source.digest, item.path, *rendered)
         else:  # never file a newer body under an older version's digest
             self.stale_reads += 1
-        return content
+        return rendered
 
     def _read_version(self, path: str, digest: str) -> tuple[bytes, bool]:
         """A file's bytes, and whether they are still the version scanned (`digest`).
@@ -158,7 +192,14 @@ class Bodies:
         return data, True
 
 
-def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
+def _render_noting(item: Item, data: bytes, base_url: str) -> Rendered:
+    """An item's body, and what the sanitiser removed from it, noted in the same pass."""
+    with sanitize.noting() as removed:
+        content = itemfile.render_body(item, data, base_url)
+    return content, removed.describe()
+
+
+def _render_scanned(root: Path, base_url: str, item: Item) -> Rendered | None:
     """An item's body, rendered; None if its file changed since the scan, or anything
     failed (`Bodies.content` then deals with it, and reports it). Pure but for the read,
     for helper processes (`parallel`)."""
@@ -166,6 +207,6 @@ def _render_scanned(root: Path, base_url: str, item: Item) -> Content | None:
         data = read_file(os.path.join(root, item.source.path))
         if itemfile.digest(data) != item.source.digest:
             return None
-        return itemfile.render_body(item, data, base_url)
+        return _render_noting(item, data, base_url)
     except Exception:  # the barrier is `content`'s, which does it again in the open
         return None

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS parsed (
 );
 CREATE TABLE IF NOT EXISTS content (
     digest TEXT NOT NULL, page TEXT NOT NULL, html TEXT NOT NULL, summary TEXT NOT NULL,
-    PRIMARY KEY (digest, page)
+    removed TEXT NOT NULL, PRIMARY KEY (digest, page)
 );
 CREATE TABLE IF NOT EXISTS documents (
     signature TEXT PRIMARY KEY, body BLOB NOT NULL, gzipped BLOB NOT NULL
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS claims (
     signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
 );
 """
-SCHEMA_VERSION = 6  # part of the fingerprint: a new schema replaces the old tables
+SCHEMA_VERSION = 7  # part of the fingerprint: a new schema replaces the old tables
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -447,20 +447,23 @@ class Cache:
                 [(os.fsencode(path), size, mtime, data) for path, size, mtime, data in rows],
             )
 
-    def content(self, digest: str, page: str) -> Content | None:
+    def content(self, digest: str, page: str) -> tuple[Content, str] | None:
+        """A rendered body, and what the sanitiser removed from it ("" for nothing): a
+        warning that stays true for as long as the body does."""
         rows = self._run(
-            "SELECT html, summary FROM content WHERE digest = ? AND page = ?", (digest, page)
+            "SELECT html, summary, removed FROM content WHERE digest = ? AND page = ?",
+            (digest, page),
         )
-        return Content(rows[0][0], rows[0][1]) if rows else None
+        return (Content(rows[0][0], rows[0][1]), rows[0][2]) if rows else None
 
-    def store_content(self, digest: str, page: str, content: Content) -> None:
-        self.store_contents([(digest, page, content)])
+    def store_content(self, digest: str, page: str, content: Content, removed: str = "") -> None:
+        self.store_contents([(digest, page, content, removed)])
 
-    def store_contents(self, rows: list[tuple[str, str, Content]]) -> None:
+    def store_contents(self, rows: list[tuple[str, str, Content, str]]) -> None:
         if rows:
             self._write(
-                "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?)",
-                [(digest, page, c.html, c.summary) for digest, page, c in rows],
+                "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)",
+                [(digest, page, c.html, c.summary, removed) for digest, page, c, removed in rows],
             )
 
     def document(self, signature: str) -> tuple[bytes, bytes] | None:

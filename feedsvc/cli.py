@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shlex
 import sys
-import unicodedata
+import tempfile
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import click
-import yaml
 
-from feedsvc.config import Settings, load_settings
+from feedsvc import faults
+from feedsvc.config import (
+    Settings,
+    load_settings,
+    loopback_warning,
+    nearest,
+    unknown_variables,
+)
 from feedsvc.errors import ConfigError
 from feedsvc.model import RESERVED_NAMES, is_valid_name
 
@@ -25,12 +30,17 @@ from feedsvc.model import RESERVED_NAMES, is_valid_name
 # them first as well would only slow every start down.
 
 
-def _settings(items_dir: Path | None = None, *, existing: bool = True) -> Settings:
-    """The configuration, or one clear message; `existing` requires the items folder."""
+def _settings(
+    items_dir: Path | None = None, *, existing: bool = True, warn: bool = True
+) -> Settings:
+    """The configuration, or one clear message; `existing` requires the items folder.
+    `warn`: say which FEEDSVC_* variables are not feedsvc's (on stderr)."""
     try:
         settings = load_settings()
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from None
+    for unknown in unknown_variables() if warn else ():
+        click.echo(f"warning: {unknown}", err=True)
     if items_dir is not None:
         settings = replace(settings, items_dir=items_dir)
     if existing and not settings.items_dir.is_dir():
@@ -52,16 +62,21 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the feeds with gunicorn (production server)."""
     from feedsvc import serving
 
-    _settings()  # a bad configuration stops here, with one clear message
+    # A bad configuration stops here, with one clear message; the app, loading it again,
+    # warns of what is not a setting.
+    _settings(warn=False)
     try:
         serving.header_timeout()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     argv = [
         sys.executable, "-m", "gunicorn",
-        "--bind", f"{host}:{port}",
+        "--bind", f"{bind_host}:{port}",
         "--workers", str(workers),
-        "feedsvc:create_app()",
+        # The address, passed to the app (gunicorn reads the call's literal arguments):
+        # without base_url, links and ids are made from it.
+        f"feedsvc:create_app(listening={(host.strip('[]'), port)!r})",
     ]  # fmt: skip
     # feedsvc's gunicorn settings (feedsvc.serving: its worker, threads, timeout,
     # --preload, no control socket) go first in GUNICORN_CMD_ARGS, where an operator's
@@ -106,9 +121,14 @@ def check(items_dir: Path | None, output: str) -> None:
                 bar.update(done - bar.pos)
 
             snapshot = store.reload(progress)
+        with click.progressbar(length=1, label="Rendering", file=sys.stderr) as bar:
+            store.render_bodies(progress)
     else:
         snapshot = store.reload()
-    problems = snapshot.problems
+        store.render_bodies()
+    # The bodies' problems (what the sanitiser removed, a body that cannot be read) are
+    # found by rendering them, after the snapshot was built.
+    problems = sorted(store.problems(snapshot), key=lambda p: (p.path, p.line or 0))
     errors = sum(1 for p in problems if p.severity == "error")
     if output == "json":
         report = {
@@ -139,37 +159,168 @@ def check(items_dir: Path | None, output: str) -> None:
     sys.exit(1 if errors else 0)
 
 
-def slugify(title: str) -> str:
-    """A file-name slug from a title: ASCII letters and digits joined by hyphens."""
-    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:60].rstrip("-") or "item"
+def _categories(settings: Settings) -> list[str]:
+    """The categories there are: configured, then the folders under items/ not configured."""
+    known = [slug for slug, _ in settings.categories]
+    try:
+        folders = sorted(entry.name for entry in os.scandir(settings.items_dir) if entry.is_dir())
+    except OSError:
+        folders = []
+    known += [name for name in folders if name not in known and _is_category(name)]
+    return known
+
+
+def _is_category(name: str) -> bool:
+    return name not in RESERVED_NAMES and is_valid_name(name)
 
 
 @main.command()
 @click.argument("category")
 @click.argument("title")
-def new(category: str, title: str) -> None:
-    """Write items/CATEGORY/<today>-<slug>.md with its front matter, and print its path."""
+@click.option(
+    "--new-category", is_flag=True,
+    help="Start a category that is neither configured nor a folder under items/ yet.",
+)  # fmt: skip
+@click.option("--slug", help="The file name's slug, when the title gives none (in Chinese, say).")
+def new(category: str, title: str, new_category: bool, slug: str | None) -> None:
+    """Start a draft, items/CATEGORY/<today>-<slug>.md, and print its path.
+
+    A draft is published nowhere until `feedsvc publish` takes it live.
+    """
+    from feedsvc import drafts, itemfile
+
     settings = _settings(existing=False)
-    if category in RESERVED_NAMES or not is_valid_name(category):
+    title = " ".join(title.split())
+    if not title:
+        raise click.ClickException('the title is empty; give one, such as "Dunhill opens a '
+                                   'flagship store"')  # fmt: skip
+    if not _is_category(category):
         raise click.ClickException(
-            f"{category!r} cannot be a category: use lowercase a-z, 0-9 and '-'"
+            f"{category!r} cannot be a category: use lowercase a-z, 0-9 and '-' "
+            "(not 'all' or 'weekly')"
+        )
+    known = _categories(settings)
+    if category not in known and not new_category:
+        close = nearest(category, known)
+        raise click.ClickException(
+            f"{category!r} is neither a configured category nor a folder in "
+            f"{_shown(settings, '.')}" + (f"; did you mean {close!r}?" if close else "")
+            + " To start a new category, add --new-category."
+        )  # fmt: skip
+    slug = drafts.slugify(title) if slug is None else slug
+    if not is_valid_name(slug):
+        raise click.ClickException(
+            f"the title {title!r} gives no slug for the file name (no letters or digits a-z, "
+            "0-9); give one with --slug"
+            if not slug
+            else f"--slug {slug!r}: use lowercase a-z, 0-9 and '-'"
         )
     now = datetime.now(settings.zone)
-    path = settings.items_dir / category / f"{now.date().isoformat()}-{slugify(title)}.md"
-    front_matter = yaml.safe_dump(
-        {"title": title, "date": now.strftime("%Y-%m-%d %H:%M"), "author": settings.author,
-         "tags": []},
-        allow_unicode=True, sort_keys=False, default_flow_style=None,
-    )  # fmt: skip
+    path = settings.items_dir / category / f"{now.date().isoformat()}-{slug}.md"
+    text = drafts.new_item(title, now, settings.author)
+    relative = path.relative_to(settings.items_dir).as_posix()
+    parsed = itemfile.parse_item(relative, text.encode(), settings)
+    if parsed.item is None:  # a title whose text is all markup or unprintable characters
+        raise click.ClickException(f"the title {title!r} cannot be published: "
+                                   f"{parsed.problems[0].message}")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.resolve().is_relative_to(settings.items_dir.resolve()):
+        raise click.ClickException(f"{_shown(settings, category)} is a link to outside the "
+                                   "items folder; not writing there")  # fmt: skip
     try:
-        with path.open("x", encoding="utf-8") as handle:
-            handle.write(f"---\n{front_matter}---\nWrite the story here, in Markdown.\n")
+        _create(path, text.encode())
     except FileExistsError:
-        raise click.ClickException(f"{path} already exists; not overwriting it") from None
-    click.echo(_shown(settings, str(path.relative_to(settings.items_dir))))
+        message = f"{_shown(settings, relative)} already exists; not overwriting it"
+        raise click.ClickException(message) from None
+    click.echo(_shown(settings, relative))
+    click.echo(
+        "a draft: no feed shows it until `feedsvc publish "
+        f"{shlex.quote(_shown(settings, relative))}`",
+        err=True,
+    )
+    if category not in known and settings.categories:
+        click.echo(f"a new category: add {category} to [categories] in feedsvc.toml", err=True)
+
+
+def _temporary(folder: Path, name: str, data: bytes, mode: int = 0o644) -> Path:
+    """`data` in a new file beside `name` in `folder`, under a name the watcher skips
+    (a leading dot), written through to the disk."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode & 0o7777)
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return Path(temporary)
+
+
+def _create(path: Path, data: bytes) -> None:
+    """Write a new file whole or not at all, never over one that exists (FileExistsError):
+    a server watching the folder never reads it half written."""
+    temporary = _temporary(path.parent, path.name, data, 0o666 & ~_umask())
+    try:
+        os.link(temporary, path)  # fails if the name is taken, whoever took it
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: written in place, then
+        with path.open("xb") as handle:
+            handle.write(data)
+    finally:
+        os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def publish(file: Path) -> None:
+    """Take the draft FILE live: remove its draft flag and set its date to now.
+
+    Nothing else in the file changes, nor its name (so neither its id nor its page).
+    """
+    from feedsvc import drafts
+    from feedsvc.loading import read_file
+
+    settings = _settings()
+    root = settings.items_dir.resolve()
+    try:
+        full = file.resolve(strict=True)
+        before = full.stat()
+        data = read_file(str(full))
+    except Exception as error:
+        raise click.ClickException(f"{file}: {faults.describe(error)}") from None
+    if not full.is_relative_to(root):
+        raise click.ClickException(
+            f"{file} is not in the items folder ({_shown(settings, '.')}); only an item there "
+            "can be published"
+        )
+    relative = full.relative_to(root).as_posix()
+    now = datetime.now(settings.zone)
+    try:
+        published = drafts.publish(data, relative, settings, now)
+    except drafts.Refused as refused:
+        raise click.ClickException(f"{file} cannot be published: {refused}") from None
+    # Written beside it and moved over it at once: a server reads the draft or the
+    # published item, never half of either.
+    temporary = _temporary(full.parent, full.name, published, before.st_mode)
+    try:
+        after = full.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise click.ClickException(f"{file} changed while being published; try again")
+        os.replace(temporary, full)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    when = now.replace(second=0, microsecond=0).strftime(drafts.DATE_FORMAT)
+    click.echo(f"published {_shown(settings, relative)} at {when} ({settings.timezone})")
 
 
 @main.command()
@@ -179,6 +330,10 @@ def build(out_dir: Path) -> None:
     from feedsvc import create_app
     from feedsvc.static import export
 
-    app = create_app(_settings(), watch=False)
+    settings = _settings()
+    warning = loopback_warning(settings)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    app = create_app(settings, watch=False)
     written = export(app, out_dir)
     click.echo(f"wrote {written} files to {out_dir}")

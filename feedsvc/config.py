@@ -5,9 +5,11 @@ Everything else receives a frozen `Settings`; nothing reads the environment late
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,10 @@ from feedsvc.model import is_valid_name
 
 CONFIG_FILE = "feedsvc.toml"
 ENV_PREFIX = "FEEDSVC_"
+#: `base_url` when it is set nowhere and the address the server listens on is unknown.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+#: The variables read besides `FEEDSVC_<KEY>` for the keys of feedsvc.toml.
+OTHER_VARIABLES = (ENV_PREFIX + "CONFIG", ENV_PREFIX + "HEADER_TIMEOUT")
 
 
 #: Field metadata: whether a setting can change any byte of a feed or page (`output`),
@@ -39,7 +45,7 @@ class Settings:
 
     title: str = field(default="feedsvc", metadata=_OUTPUT)
     description: str = field(default="Latest items", metadata=_OUTPUT)
-    base_url: str = field(default="http://127.0.0.1:8000", metadata=_PARSING)  # ids, links
+    base_url: str = field(default=DEFAULT_BASE_URL, metadata=_PARSING)  # ids, links
     author: str = field(default="feedsvc", metadata=_PARSING)  # an item's default author
     language: str = field(default="en", metadata=_OUTPUT)
     timezone: str = field(default="UTC", metadata=_PARSING)  # dates without an offset
@@ -115,6 +121,12 @@ assert all({"output", "parsing"} <= set(f.metadata) for f in fields(Settings))
 OUTPUT_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["output"])
 PARSING_FIELDS = tuple(f.name for f in fields(Settings) if f.init and f.metadata["parsing"])
 assert set(PARSING_FIELDS) <= set(OUTPUT_FIELDS)
+
+
+def nearest(word: str, known: Iterable[str]) -> str | None:
+    """The known name `word` most likely misspells, if any is close (difflib's ratio)."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _text(key: str, value: object) -> str:
@@ -270,12 +282,18 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 assert set(_CHECKS) == {f.name for f in fields(Settings) if f.init}
 
 
-def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    listening: str | None = None,
+) -> Settings:
     """Read the configuration file and the environment; raise ConfigError naming a bad key.
 
     A relative `items_dir` from the file (and the default, `items`, when there is a
     file) is taken relative to the file; one from the environment relative to the
-    working directory.
+    working directory. `listening` is the base URL of the address the server listens on
+    (`listening_url`): `base_url` when neither the file nor the environment sets it.
     """
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
@@ -307,6 +325,8 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
                 values[key] = cwd / values[key]
             if key == "icon" and _is_file_icon(values[key]):
                 values[key] = str(cwd / values[key])
+    if listening is not None:
+        values.setdefault("base_url", listening)
     values.setdefault("items_dir", (path.parent if path.is_file() else cwd) / "items")
     values.setdefault("cache_dir", values["items_dir"].parent / ".feedsvc-cache")
     if _is_file_icon(values.get("icon", "")):
@@ -316,3 +336,73 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
 def _is_file_icon(icon: str) -> bool:
     return bool(icon) and not icon.startswith(("http://", "https://"))
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every environment variable feedsvc reads."""
+    return (*(ENV_PREFIX + key.upper() for key in _CHECKS), *OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `FEEDSVC_*` variable that feedsvc does not read (a typo such as
+    FEEDSVC_BASEURL would otherwise be ignored in silence), naming the nearest it does."""
+    environ = os.environ if environ is None else environ
+    known = known_variables()
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = nearest(name, known)
+        hint = (
+            f"did you mean {close}?"
+            if close
+            else "the variables are FEEDSVC_<KEY> for a key of feedsvc.toml, FEEDSVC_CONFIG "
+            "and FEEDSVC_HEADER_TIMEOUT"
+        )
+        warnings.append(f"{name} is not a feedsvc setting and is ignored; {hint}")
+    return warnings
+
+
+def listening_url(host: str, port: int, scheme: str = "http") -> str:
+    """The base URL of a server listening on `host`:`port`. An address of every interface
+    (0.0.0.0, ::, or none) names no host a reader could use: the loopback address stands
+    for it (and `loopback_warning` says so)."""
+    name = host.strip().removeprefix("[").removesuffix("]") or "0.0.0.0"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+    except ValueError:
+        address = None  # a host name
+    if address is not None:
+        if address.is_unspecified:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        name = f"[{address}]" if address.version == 6 else str(address)
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{name}" + ("" if port == default_port else f":{port}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, brackets or not) is this machine alone."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_warning(settings: Settings, listening_host: str | None = None) -> str | None:
+    """Why `base_url` will not do, if it names this machine alone: for an export (no
+    `listening_host`) always, for a server only when it listens on other addresses too,
+    where readers elsewhere would get links and ids they cannot follow."""
+    if not is_loopback(settings.domain):
+        return None
+    fix = "set base_url (in feedsvc.toml, or FEEDSVC_BASE_URL) to the address readers use"
+    if listening_host is None:
+        return (f"base_url is {settings.base_url}, this machine alone: every link and id in "
+                f"the export points there; {fix}")  # fmt: skip
+    if is_loopback(listening_host):
+        return None
+    shown = listening_host or "every address"
+    return (f"listening on {shown}, but base_url is {settings.base_url}, this machine alone: "
+            f"readers elsewhere get links and ids they cannot follow; {fix}")  # fmt: skip

@@ -94,3 +94,20 @@ def log_problems(problems: Iterable[Problem]) -> None:
 
 def _where(found: Problem) -> str:
     return f"{found.path}:{found.line}" if found.line else found.path
+
+
+#: Problems `log_each` names one by one, per reload; the rest are counted.
+NAMED = 100
+
+
+def log_each(problems: Iterable[Problem]) -> None:
+    """Log problems one line each, as `log_problems` logs a kind only one file has: those
+    with names in the folder (a link out of it, a nested folder), each one a thing to
+    move or remove by name. A folder holding more than NAMED of them at once gets a line
+    counting the rest."""
+    problems = list(problems)
+    for found in problems[:NAMED]:
+        log.warning("%s", found)
+    if len(problems) > NAMED:
+        log.warning("and %s more problems with names in the items folder; `feedsvc check` "
+                    "lists them all", f"{len(problems) - NAMED:,}")  # fmt: skip

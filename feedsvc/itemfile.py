@@ -261,15 +261,26 @@ def _load_yaml(front: str) -> dict[str, Any]:
     return value
 
 
+#: What YAML says it was reading when a construct it opened was never closed.
+_LEFT_OPEN = (
+    "while scanning a quoted scalar",
+    "while parsing a flow",
+    "while scanning a simple key",
+)
+
+
 def _yaml_line(error: yaml.YAMLError) -> int | None:
-    """The file's line of a YAML error. A construct left open (a `[` or a quote never
-    closed) is noticed at the start of a later line; the line it was opened on is the
-    one to fix."""
+    """The file's line of a YAML error. A construct left open (a `[`, `{` or a quote
+    never closed) is noticed later, where the text stops making sense or where the front
+    matter ends (at the end of its last line, which YAML is given without its line break),
+    so the line it was opened on is the one to fix. Any other error is where YAML says:
+    an enclosing block mapping's start (its context) is not where the mistake is."""
     mark = getattr(error, "problem_mark", None)
     if mark is None:
         return None
     context = getattr(error, "context_mark", None)
-    if mark.column == 0 and context is not None and context.line < mark.line:
+    opened = str(getattr(error, "context", "") or "").startswith(_LEFT_OPEN)
+    if opened and context is not None and context.line < mark.line:
         mark = context
     return int(mark.line) + 2  # the front matter starts on the file's second line
 
@@ -380,7 +391,11 @@ def _item_fields(
     for key in sorted(set(fields.values) - FIELDS, key=str):
         fields.warn(str(key), f"unknown field '{key}' is ignored")
 
-    title = sanitize.plain_text(fields.text("title", required=True) or "")
+    with sanitize.noting() as removed:
+        title = sanitize.plain_text(fields.text("title", required=True) or "")
+    if removed:
+        fields.warn("title", f"removed markup from 'title' (titles are plain text): "
+                    f"{removed.describe()}")  # fmt: skip
     if not title:
         _reject(fields.line("title"), "'title' is empty")
     if len(title) > MAX_TITLE_LENGTH:

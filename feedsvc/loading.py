@@ -166,15 +166,24 @@ def read_file(full: str, limit: int = itemfile.MAX_FILE_BYTES) -> bytes:
                 break
             data += more
         if len(data) > limit:
-            raise TooLarge(len(data), limit)
+            # It grew while being read (a copy still being written), and the read stopped
+            # one byte past the limit: the size to report is the file's, as it is now.
+            size = os.fstat(descriptor).st_size
+            raise TooLarge(size, limit) if size >= len(data) else TooLarge(limit, limit)
         return data
     finally:
         os.close(descriptor)
 
 
 class TooLarge(ValueError):
+    """A file over the limit, by its size; at the limit itself, one whose size the file
+    system does not tell (it reads larger than its stat says)."""
+
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"file is {size:,} bytes, over the limit of {limit:,}")
+        if size > limit:
+            super().__init__(f"file is {size:,} bytes, over the limit of {limit:,}")
+        else:
+            super().__init__(f"file is over the limit of {limit:,} bytes")
 
 
 class Parsed(NamedTuple):

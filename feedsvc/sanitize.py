@@ -11,12 +11,14 @@ import html
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import bleach
+from bleach import html5lib_shim
 from bleach.html5lib_shim import Filter  # type: ignore[attr-defined]
 
 ALLOWED_TAGS = frozenset(
@@ -170,6 +172,153 @@ _base: ContextVar[str] = ContextVar("base", default="http://localhost/")
 _cleaners = threading.local()  # bleach Cleaners are not thread-safe: one set per thread
 
 
+class Removed:
+    """What the cleanings of a `noting` block removed that a writer would miss: elements
+    removed with their content, event handlers, URLs of schemes that are not allowed, and
+    (in plain text) any markup at all. Markup that is only unwrapped or dropped without
+    loss of text (a `<div>`, a `class`) is not noted."""
+
+    #: Names shown per kind; the rest are counted.
+    SHOWN = 5
+
+    def __init__(self) -> None:
+        self.elements: dict[str, None] = {}  # "<script>", in order of appearance
+        self.handlers: dict[str, None] = {}  # "onclick"
+        self.urls: dict[str, None] = {}  # "javascript:alert(1)"
+        self.markup: dict[str, None] = {}  # tags in plain text: "<b>"
+
+    def __bool__(self) -> bool:
+        return bool(self.elements or self.handlers or self.urls or self.markup)
+
+    def describe(self) -> str:
+        """The notes as one clause: "<script> (with its content); the event handler
+        onclick; the URL javascript:x (not http, https or mailto)"."""
+        parts = []
+        if self.elements:
+            content = "its content" if len(self.elements) == 1 else "their content"
+            parts.append(f"{_listed(self.elements)} (with {content})")
+        if self.handlers:
+            kind = "event handler" if len(self.handlers) == 1 else "event handlers"
+            parts.append(f"the {kind} {_listed(self.handlers)}")
+        if self.urls:
+            kind = "URL" if len(self.urls) == 1 else "URLs"
+            parts.append(f"the {kind} {_listed(self.urls)} (not http, https or mailto)")
+        if self.markup:
+            parts.append(_listed(self.markup))
+        return "; ".join(parts)
+
+
+def _listed(names: dict[str, None]) -> str:
+    shown = list(names)[: Removed.SHOWN]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+#: The notes of the `noting` block a cleaning runs in, if any.
+_removed: ContextVar[Removed | None] = ContextVar("removed", default=None)
+_URL_SHOWN = 60  # characters of a removed URL shown in a note
+
+
+@contextmanager
+def noting() -> Iterator[Removed]:
+    """Note what `clean_html` and `plain_text` remove within the block (`Removed`).
+
+    The notes are taken by the sanitiser's own tokenizer as it reads the markup, so a
+    body is read once whether its notes are wanted or not."""
+    removed = Removed()
+    token = _removed.set(removed)
+    try:
+        yield removed
+    finally:
+        _removed.reset(token)
+
+
+class _NotingTokenizer(html5lib_shim.BleachHTMLTokenizer):
+    """bleach's tokenizer, noting each tag as it is read, before bleach strips those the
+    allow-list does not name: only here is every tag seen with its attributes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.removed_depth = 0  # inside how many elements that go with their content
+
+    def emitCurrentToken(self) -> None:
+        removed = _removed.get()
+        token = self.currentToken
+        if removed is not None and token and token["type"] in html5lib_shim.TAG_TOKEN_TYPES:
+            self._note(removed, token)
+        super().emitCurrentToken()
+
+    def _note(self, removed: Removed, token: Any) -> None:
+        name = str(token["name"]).lower()
+        start = token["type"] == html5lib_shim.TAG_TOKEN_TYPE_START
+        if name in REMOVED_WITH_CONTENT:
+            if not start:
+                self.removed_depth = max(self.removed_depth - 1, 0)
+                return
+            if not self.removed_depth:
+                removed.elements.setdefault(f"<{name}>")
+            if not token.get("selfClosing"):
+                self.removed_depth += 1
+            return
+        if not start or self.removed_depth:
+            return
+        if not getattr(self.parser, "html_allowed", True):
+            removed.markup.setdefault(f"<{name}>")
+            return
+        data = token["data"]
+        if not data:
+            return
+        allowed = ALLOWED_ATTRIBUTES.get(name, ())
+        for attribute, value in data.items() if isinstance(data, dict) else data:
+            attribute = str(attribute[1] if isinstance(attribute, tuple) else attribute).lower()
+            if attribute.startswith("on"):
+                removed.handlers.setdefault(attribute)
+            elif attribute in URL_ATTRIBUTES and attribute in allowed and name in ALLOWED_TAGS:
+                url = remove_forbidden(html.unescape(str(value))).strip()
+                if url and not _PLAINLY_SAFE.match(url) and safe_url(url, _base.get()) is None:
+                    removed.urls.setdefault(shorten(url, _URL_SHOWN))
+
+
+#: URLs `safe_url` keeps whatever the page, told apart without joining them to it: most
+#: links of a body (the sanitiser checks each URL again itself).
+_PLAINLY_SAFE = re.compile(
+    r"(?:https?:)?//[a-z0-9.-]+(?::[0-9]*)?(?:[/?#]|\Z)|/(?!/)|#|\?|[^:/?#\s]+(?:[/?#]|\Z)",
+    re.IGNORECASE,
+)
+
+
+#: html5lib's signal to parse again (bleach's parser catches it; the stubs omit it).
+_Reparse: type[Exception] = html5lib_shim.ReparseException  # type: ignore[attr-defined]
+
+
+class _NotingParser(html5lib_shim.BleachHTMLParser):
+    """bleach's parser with the noting tokenizer; `html_allowed` says which cleaner."""
+
+    html_allowed = True
+
+    def _parse(
+        self,
+        stream: Any,
+        innerHTML: bool = False,
+        container: str = "div",
+        scripting: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        # As BleachHTMLParser._parse, but for the tokenizer's class.
+        self.innerHTMLMode = innerHTML
+        self.container = container
+        self.scripting = scripting
+        self.tokenizer = _NotingTokenizer(
+            stream=stream, consume_entities=self.consume_entities, parser=self, **kwargs
+        )
+        self.reset()
+        try:
+            self.mainLoop()
+        except _Reparse:
+            self.reset()
+            self.mainLoop()
+
+
 def _cleaner(html_allowed: bool) -> bleach.Cleaner:
     """This thread's Cleaner (building one costs more than a short clean)."""
     name = "html" if html_allowed else "text"
@@ -185,6 +334,9 @@ def _cleaner(html_allowed: bool) -> bleach.Cleaner:
             strip_comments=True,
             filters=[lambda source: _FinishFilter(source, _base.get())],
         )
+        # The parser bleach built, made the noting one: its class adds only `_parse`.
+        cleaner.parser.__class__ = _NotingParser
+        setattr(cleaner.parser, "html_allowed", html_allowed)  # noqa: B010
         setattr(_cleaners, name, cleaner)
     return cleaner
 
@@ -209,6 +361,9 @@ def clean_html(markup: str, base: str) -> str:
 def plain_text(markup: str) -> str:
     """Text with all markup removed, entities decoded and white space collapsed."""
     if "<" in markup or "&" in markup:  # else there is no markup to parse (the common case)
+        removed = _removed.get()
+        if removed is not None and _BREAK.search(markup):
+            removed.markup.setdefault("<br>")
         markup = _BREAK.sub(" ", markup)  # "One<br>Two" reads "One Two", not "OneTwo"
         markup = html.unescape(_cleaner(False).clean(remove_forbidden(markup)))
     return _SPACE.sub(" ", remove_forbidden(markup)).strip()

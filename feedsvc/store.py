@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from feedsvc import faults, feeds, scanning
+from feedsvc import config, faults, feeds, scanning
 from feedsvc.bodies import Bodies
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
@@ -73,6 +73,14 @@ class ReloadFailure:
     since: datetime  # the first of the failures in a row
     at: datetime  # the latest
     message: str
+
+
+def _digest(seen: Seen | None) -> str | None:
+    """The digest of the bytes a file's item or introduction was read from, if any."""
+    if seen is None:
+        return None
+    source = seen.parsed.item.source if seen.parsed.item else seen.intro and seen.intro.source
+    return source.digest if source else None
 
 
 class Store:
@@ -197,7 +205,7 @@ class Store:
         if self._snapshot is not None and not look.anything:
             return self._snapshot  # nothing changed: keep the snapshot and its memo
         with _collector_paused():
-            new_problems = self._apply(look, progress)
+            new_problems, new_names = self._apply(look, progress)
             snapshot = self._snapshot = self._build()
         if look.changed or look.removed or self.reloads == 0:
             log.info(
@@ -208,6 +216,7 @@ class Store:
                 (time.thread_time() - cpu_started) * 1000,
             )  # fmt: skip
         faults.log_problems(new_problems)
+        faults.log_each(new_names)
         self.reloads += 1
         return snapshot
 
@@ -256,7 +265,7 @@ class Store:
         if targeted is None:
             listing, folders = scanning.scan(self.root)
             removed = seen.keys() - {entry.path for entry in listing.entries}
-            problems = listing.problems
+            problems = {**listing.problems, **self._unconfigured(folders)}
         else:
             listing, folders = targeted, self._folders
             looked_at = {e.path for e in listing.entries} | listing.gone | listing.problems.keys()
@@ -268,9 +277,32 @@ class Store:
         anything = bool(changed or removed or other)
         return _Look(listing.entries, changed, removed, problems, folders, anything)
 
-    def _apply(self, look: _Look, progress: Progress | None) -> list[Problem]:
+    def _unconfigured(self, folders: tuple[str, ...]) -> dict[str, Problem]:
+        """A warning for each category folder that `categories`, when set, does not list:
+        a typo such as `retial` would otherwise publish a category of its own."""
+        configured = [slug for slug, _ in self.settings.categories]
+        if not configured:
+            return {}
+        problems = {}
+        for folder in folders:
+            if folder in configured:
+                continue
+            close = config.nearest(folder, configured)
+            hint = f"did you mean '{close}'? Else add" if close else "add"
+            problems[folder] = Problem(
+                folder, None, "warning",
+                f"category folder not in the configured categories: its items are published "
+                f"as '{self.settings.category_name(folder)}'; {hint} it to [categories] in "
+                "feedsvc.toml",
+            )  # fmt: skip
+        return problems
+
+    def _apply(
+        self, look: _Look, progress: Progress | None
+    ) -> tuple[list[Problem], list[Problem]]:
         """Parse the changed files (or take them from the cache) and update the index;
-        the problems that are new."""
+        the problems that are new: those the files gave, and those with names in the
+        folder (a link out, a nested folder, an unconfigured category)."""
         found = self.loader.load(look.changed, progress)
         new_problems = [
             problem
@@ -278,14 +310,15 @@ class Store:
             for problem in seen.parsed.problems
             if problem not in self._file_problems.get(path, ())
         ]
-        new_problems += [p for p in look.problems.values() if p not in self._problem_set()]
+        known = self._problem_set()
+        new_names = [p for p in look.problems.values() if p not in known]
         self._index_changes(found, {entry.path for entry in look.changed}, look.removed)
         self.loader.commit(found, look.removed, look.entries)
         for path in look.removed:
             self._gone_since.pop(path, None)
         self._scan_problems = look.problems
         self._folders = look.folders
-        return new_problems
+        return new_problems, new_names
 
     def _problem_set(self) -> set[Problem]:
         return set(self._scan_problems.values())
@@ -304,7 +337,10 @@ class Store:
         for path in changed | removed:
             result = found.get(path)
             self._file_problems.pop(path, None)
-            self._render_problems.pop(path, None)
+            # A body's problems follow its bytes: a file saved unchanged (or touched) keeps
+            # them, though its body may not be rendered again (its documents are unchanged).
+            if _digest(result) is None or _digest(result) != _digest(self.loader.seen.get(path)):
+                self._render_problems.pop(path, None)
             self._intros.pop(path, None)
             if result is not None and result.parsed.problems:
                 self._file_problems[path] = result.parsed.problems
@@ -345,6 +381,16 @@ class Store:
         if self._render_problems.get(path) != problem:
             self._render_problems[path] = problem
             faults.log_problems([problem])
+
+    def render_bodies(self, progress: Progress | None = None) -> None:
+        """Render every body the folder's items have (those the cache holds are taken from
+        it) and every weekly introduction, so that what only rendering finds (a script the
+        sanitiser removed, a body that cannot be read) is reported: `feedsvc check`. A
+        server renders a body when a feed or page first shows it."""
+        items = [seen.parsed.item for seen in self.loader.seen.values() if seen.parsed.item]
+        self.bodies.render_all(items, progress)
+        for intro in list(self._intros.values()):
+            self.bodies.intro(intro)
 
     def problems(self, snapshot: Snapshot) -> tuple[Problem, ...]:
         """The snapshot's problems and those found since it was built."""

@@ -65,12 +65,17 @@ def running_server(
     workers: int | None = None,
     argv: list[str] | None = None,
     port: int | None = None,
+    *,
+    gunicorn: bool = True,
 ) -> Iterator[Server]:
     """`gunicorn wsgi:app` run from the repository (or `argv`), until the block ends.
 
     gunicorn then reads the repository's gunicorn.conf.py, as an operator's would: no
     flag but the address (and `--workers`, when given) is added to its settings. With
-    `argv`, `workers` is only how many workers to wait for.
+    `argv`, `workers` is only how many workers to wait for; a command that is not
+    gunicorn (`flask run`; `gunicorn=False`) is ready once it answers. The command runs
+    in a process group of its own, which is stopped whole (`make run` starts gunicorn
+    as a child).
     """
     port = port or free_port()
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -91,23 +96,35 @@ def running_server(
         env={**os.environ, **(env or {}), "GUNICORN_CMD_ARGS": logging},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     server = Server(port, process, access_log)
     try:
-        _wait_until_ready(server, workers or DEFAULT_WORKERS)
+        _wait_until_ready(server, (workers or DEFAULT_WORKERS) if gunicorn else 0)
         yield server
     finally:
-        stop(process, signal.SIGTERM)
+        stop(process, signal.SIGTERM, group=True)
         access_log.unlink(missing_ok=True)
 
 
-def stop(process: subprocess.Popen[bytes], how: signal.Signals) -> None:
-    """Stop a server we started, by its own pid: gracefully, then for sure."""
-    process.send_signal(how)
+def stop(process: subprocess.Popen[bytes], how: signal.Signals, *, group: bool = False) -> None:
+    """Stop a server we started, by its own pid (or its process group's id, the same
+    number, for one started in a session of its own): gracefully, then for sure."""
+
+    def send(signal_number: signal.Signals) -> None:
+        try:
+            if group:
+                os.killpg(process.pid, signal_number)
+            else:
+                process.send_signal(signal_number)
+        except ProcessLookupError:
+            pass  # gone already
+
+    send(how)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        send(signal.SIGKILL)
         process.wait()
 
 

@@ -284,7 +284,9 @@ def test_the_codec_round_trips_every_field(site: Site) -> None:
 def test_content_round_trips(site: Site) -> None:
     cache = Cache(site.root / "c", site.settings())
     cache.store_content("d1", "/items/a/b", Content("<p>x</p>", "x"))
-    assert cache.content("d1", "/items/a/b") == Content("<p>x</p>", "x")
+    assert cache.content("d1", "/items/a/b") == (Content("<p>x</p>", "x"), "")
+    cache.store_content("d2", "/items/a/b", Content("<p>y</p>", "y"), "<script>")
+    assert cache.content("d2", "/items/a/b") == (Content("<p>y</p>", "y"), "<script>")
     assert cache.content("d1", "/items/a/c") is None
 
 

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from feedsvc import create_app
-from feedsvc.cli import main, slugify
+from feedsvc.cli import main
+from feedsvc.drafts import slugify
 from feedsvc.static import export, file_for, urls
 from tests.conftest import Site
 
@@ -177,23 +178,27 @@ def test_a_bad_configuration_stops_with_one_message(site: Site, runner: CliRunne
         ("Dunhill Opens Flagship Store", "dunhill-opens-flagship-store"),
         ("Café déjà vu", "cafe-deja-vu"),
         ("Ünïcödé — and  spaces!", "unicode-and-spaces"),
-        ("阿里巴巴", "item"),
+        ("阿里巴巴", ""),
     ],
 )
 def test_slugify(title: str, slug: str) -> None:
     assert slugify(title) == slug
 
 
-def test_new_writes_a_valid_item_and_refuses_to_overwrite(site: Site, runner: CliRunner) -> None:
+def test_new_writes_a_valid_draft_and_refuses_to_overwrite(site: Site, runner: CliRunner) -> None:
+    (site.items / "retail").mkdir()
     result = run(runner, "new", "retail", "Café déjà vu: a story")
     assert result.exit_code == 0
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
-    path = Path(result.output.strip())
+    path = Path(result.stdout.strip())
     assert path == Path(f"items/retail/{today}-cafe-deja-vu-a-story.md")
     text = (site.root / path).read_text(encoding="utf-8")
     assert "title: 'Café déjà vu: a story'" in text
+    assert "\ndraft: true " in text
+    assert result.stderr == (f"a draft: no feed shows it until `feedsvc publish {path}`\n")
     check = run(runner, "check")
     assert check.exit_code == 0, check.output
+    assert check.output.endswith("1 files, 0 items published, 0 errors, 0 warnings\n")
     again = runner.invoke(main, ["new", "retail", "Café déjà vu: a story"])
     assert again.exit_code == 1
     assert "already exists" in again.output
@@ -265,7 +270,7 @@ def test_serve_runs_gunicorn_with_defaults_an_operator_can_override(
     assert result.exit_code == 0
     [(_, argv, env)] = calls
     assert argv[1:] == ["-m", "gunicorn", "--bind", "127.0.0.1:8123", "--workers", "3",
-                        "feedsvc:create_app()"]  # fmt: skip
+                        "feedsvc:create_app(listening=('127.0.0.1', 8123))"]  # fmt: skip
     # feedsvc's settings (feedsvc.serving) come first; the operator's flags come last, so
     # they win (--timeout 60 over the default 300).
     assert env["GUNICORN_CMD_ARGS"] == (

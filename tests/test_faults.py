@@ -355,3 +355,64 @@ def test_check_lists_hazards_without_a_traceback(
     assert shown == {"a.md", "b.md", "2020-09-02-fifo.md", "2020-09-03-\\xff.md",
                      "2020-09-04-early.md"}  # fmt: skip
     assert "Traceback" not in result.output
+
+
+SIZE = 5_024_825  # bytes, the size of the file a copy is writing
+
+
+def test_a_file_that_grows_past_the_limit_while_read_is_reported_by_its_real_size(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy still being written: `fstat` sees the first bytes, the read finds more, and
+    stops one byte past the limit. The size reported is the file's, not what was read."""
+    monkeypatch.chdir(site.root)
+    path = site.write("news/2020-09-01-copy.md", b"---\ntitle: Copy\n---\n")
+    fstat = os.fstat
+    grown = threading.Event()
+
+    def fstat_then_grow(descriptor: int) -> os.stat_result:
+        seen = fstat(descriptor)
+        if not grown.is_set():  # the writer goes on right after the first look
+            grown.set()
+            with path.open("ab") as handle:
+                handle.write(b"x" * (SIZE - seen.st_size))
+        return seen
+
+    monkeypatch.setattr(loading.os, "fstat", fstat_then_grow)
+    result = CliRunner().invoke(main, ["check", str(site.items)])
+    assert grown.is_set()
+    assert result.exit_code == 1
+    assert path.stat().st_size == SIZE
+    assert (
+        f"news/2020-09-01-copy.md: error: file is {SIZE:,} bytes, over the limit of 1,048,576"
+        in result.output
+    )
+
+
+def test_a_file_over_the_limit_is_reported_by_its_size(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(site.root)
+    site.write("news/2020-09-01-big.md", b"---\ntitle: Big\n---\n" + b"x" * (SIZE - 19))
+    result = CliRunner().invoke(main, ["check", str(site.items)])
+    assert result.exit_code == 1
+    assert f"file is {SIZE:,} bytes, over the limit of 1,048,576" in result.output
+
+
+def test_problems_with_names_are_logged_each_up_to_a_bound(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    from feedsvc import faults
+
+    for n in range(faults.NAMED + 5):
+        (site.items / "news" / f"folder-{n:03d}").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        Store(site.settings()).reload()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[: faults.NAMED] == [
+        f"news/folder-{n:03d}: warning: folders inside a category are not read; move its files up"
+        for n in range(faults.NAMED)
+    ]
+    assert lines[faults.NAMED :] == [
+        "and 5 more problems with names in the items folder; `feedsvc check` lists them all"
+    ]

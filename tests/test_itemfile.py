@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import lxml.html
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedsvc.config import Settings
 from feedsvc.itemfile import (
@@ -194,25 +196,36 @@ def test_ignored_names(name: str, skipped: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("front", "title"),
+    ("front", "title", "removed"),
     [
         pytest.param(
             "title: Dunhill <b>opens</b> in Shanghai",
             "Dunhill opens in Shanghai",
+            "<b>",
             id="markup-removed",
         ),
-        pytest.param("title: Fish &amp; Chips", "Fish & Chips", id="entity-decoded"),
+        pytest.param("title: Fish &amp; Chips", "Fish & Chips", None, id="entity-decoded"),
+        pytest.param("title: A < B and C > D", "A < B and C > D", None, id="not-markup"),
         pytest.param(
             "title: \"<script>alert('x')</script>Dunhill\"",
             "Dunhill",
+            "<script> (with its content)",
             id="script-removed-with-text",
         ),
-        pytest.param("title: |\n  Two\n  lines", "Two lines", id="block-scalar-collapsed"),
-        pytest.param("title: 2020", "2020", id="number-read-as-text"),
+        pytest.param("title: One<br>Two <i>x</i>", "One Two x", "<br>, <i>", id="br"),
+        pytest.param("title: |\n  Two\n  lines", "Two lines", None, id="block-scalar-collapsed"),
+        pytest.param("title: 2020", "2020", None, id="number-read-as-text"),
     ],
 )
-def test_title_is_plain_text(front: str, title: str) -> None:
-    assert clean_item(item_file(front)).title == title
+def test_title_is_plain_text(front: str, title: str, removed: str | None) -> None:
+    """Feeds carry titles as plain text: markup is removed, with a warning naming it."""
+    if removed is None:
+        assert clean_item(item_file("author: A\n" + front)).title == title
+        return
+    assert parsed_item(item_file("author: A\n" + front)).title == title
+    warning = the_warning(item_file("author: A\n" + front))
+    assert warning.line == 3
+    assert warning.message == (f"removed markup from 'title' (titles are plain text): {removed}")
 
 
 @pytest.mark.parametrize(
@@ -766,6 +779,57 @@ def test_invalid_yaml_points_at_the_offending_line() -> None:
 
     assert error.line == 3
     assert "not valid YAML" in error.message
+
+
+@pytest.mark.parametrize(
+    ("front", "line"),
+    [
+        # Left open on the front matter's last line: YAML notices at the end of that line.
+        pytest.param("title: T\nsummary: 'oops", 3, id="quote-on-the-last-line"),
+        pytest.param('title: "T\ndate: 2020-09-30', 2, id="quote-then-a-line"),
+        pytest.param("title: T\ntags: [a, b\ndate: 2020-09-30", 3, id="bracket"),
+        pytest.param("title: T\nno colon here\ndate: 2020-09-30", 3, id="key-without-colon"),
+        # Not left open: where YAML stops, not where the enclosing mapping began.
+        pytest.param("title: T\n- x", 3, id="list-item-in-a-mapping"),
+        pytest.param("title: T\n\tdate: 2020-09-30", 3, id="tab"),
+    ],
+)
+def test_invalid_yaml_is_reported_on_the_line_to_fix(front: str, line: int) -> None:
+    error = the_error(item_file(front))
+
+    assert "not valid YAML" in error.message
+    assert error.line == line
+
+
+_PLAIN = st.from_regex(r"[a-z][a-z ]{0,12}[a-z]", fullmatch=True)
+_OPENERS = [
+    'summary: "{}',
+    "summary: '{}",
+    "tags: [{}, b",
+    "tags: {{{}: b",
+    "loose {} words",
+]
+
+
+@given(
+    before=st.lists(_PLAIN, max_size=5),
+    opener=st.sampled_from(_OPENERS),
+    words=_PLAIN,
+    after=st.lists(_PLAIN, max_size=5),
+)
+def test_a_construct_left_open_is_reported_on_the_line_that_opened_it(
+    before: list[str], opener: str, words: str, after: list[str]
+) -> None:
+    if opener.startswith("loose"):
+        # A first line without a colon, followed by fields, reads to YAML as a plain
+        # scalar running onto the next line: then the colon there is the mistake.
+        before = before or ["first field"]
+    lines = [f"k{n}: {text}" for n, text in enumerate(before)]
+    lines.append(opener.format(words))
+    lines += [f"v{n}: {text}" for n, text in enumerate(after)]
+    error = the_error(item_file("\n".join(lines)))
+
+    assert error.line == len(before) + 2, (lines, error)
 
 
 # --- problem messages ---------------------------------------------------------------------

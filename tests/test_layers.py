@@ -22,7 +22,7 @@ TABLE_HEADING = "## Modules"
 #: Every module file of the package, by name (`__init__` and `__main__` included).
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
 #: Pure modules: no Flask, no file system.
-PURE = {"model", "config", "sanitize", "itemfile", "weekly", "render"}
+PURE = {"model", "config", "sanitize", "itemfile", "weekly", "render", "drafts"}
 
 _SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?")
 _CELL_BORDER = re.compile(r"(?<!\\)\|")  # a pipe that is not escaped ends a cell

@@ -12,6 +12,8 @@ from typing import Any
 
 import bleach
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedsvc import sanitize
 from feedsvc.sanitize import (
@@ -476,3 +478,176 @@ def test_utf8_check_finds_exactly_the_forbidden_characters() -> None:
         )
     assert sanitize.utf8_has_forbidden(b"a\x07b")
     assert not sanitize.utf8_has_forbidden(b"a\tb\r\nc")
+
+
+# --- what a cleaning removed, for a warning -------------------------------------------------
+
+
+def removed_by(markup: str) -> str:
+    with sanitize.noting() as removed:
+        clean_html(markup, PAGE)
+    return removed.describe()
+
+
+@pytest.mark.parametrize(
+    ("markup", "described"),
+    [
+        pytest.param(
+            "<p>a</p><script>alert(1)</script>", "<script> (with its content)", id="script"
+        ),
+        pytest.param(
+            "<style>p{}</style><IFRAME src=x></IFRAME>",
+            "<style>, <iframe> (with their content)",
+            id="style-iframe",
+        ),
+        pytest.param(
+            "<svg onload=x()><script>y()</script><a onclick=z()>t</a></svg>",
+            "<svg> (with its content)",
+            id="inside-a-removed-element-only-the-element",
+        ),
+        pytest.param('<p onclick="x()">Hi</p>', "the event handler onclick", id="on-allowed"),
+        pytest.param(
+            "<div onMouseOver=x()>Hi</div><body onload=y()>",
+            "the event handlers onmouseover, onload",
+            id="on-unwrapped",
+        ),
+        pytest.param(
+            '<a href="javascript:alert(1)">x</a>',
+            "the URL javascript:alert(1) (not http, https or mailto)",
+            id="javascript",
+        ),
+        pytest.param(
+            '<a href="&#106;avascript:alert(1)">x</a><a href="java\tscript:y">z</a>',
+            "the URLs javascript:alert(1), java\tscript:y (not http, https or mailto)",
+            id="disguised",
+        ),
+        pytest.param(
+            '<img src="data:image/png;base64,AAAA" alt="A">',
+            "the URL data:image/png;base64,AAAA (not http, https or mailto)",
+            id="data-image",
+        ),
+        pytest.param(
+            '<p onclick="a()">x</p><script>b</script><a href="vbscript:c">d</a>',
+            "<script> (with its content); the event handler onclick; the URL vbscript:c "
+            "(not http, https or mailto)",
+            id="all-three",
+        ),
+        pytest.param(
+            "".join(f"<p on{n}=x>y</p>" for n in "abcdefg"),
+            "the event handlers ona, onb, onc, ond, one and 2 more",
+            id="long-lists-counted",
+        ),
+    ],
+)
+def test_noting_names_what_a_writer_would_miss(markup: str, described: str) -> None:
+    assert removed_by(markup) == described
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        pytest.param("<div><span class='x' style='color:red'>text</span></div>", id="unwrapped"),
+        pytest.param('<a href="/relative">a</a><a href="#top">b</a>', id="relative"),
+        pytest.param('<a href="mailto:a@example.org">a</a>', id="mailto"),
+        pytest.param("<p>5 &lt; 6 and <code>&lt;script&gt;</code></p>", id="escaped"),
+        pytest.param("<!-- a comment -->", id="comment"),
+        pytest.param('<a href="">empty</a>', id="empty-url"),
+    ],
+)
+def test_noting_keeps_quiet_about_what_loses_nothing(markup: str) -> None:
+    assert removed_by(markup) == ""
+
+
+def test_plain_text_notes_any_markup() -> None:
+    with sanitize.noting() as removed:
+        text = plain_text("<b>Bold</b> move<br>now <script>x()</script>A < B &amp; C")
+    assert text == "Bold move now A < B & C"
+    assert removed.describe() == "<script> (with its content); <br>, <b>"
+    with sanitize.noting() as removed:
+        plain_text("A < B & C, AT&amp;T")
+    assert not removed
+
+
+def test_without_noting_nothing_is_collected() -> None:
+    with sanitize.noting() as removed:
+        pass
+    clean_html("<script>x</script>", PAGE)
+    assert not removed
+
+
+#: Pieces of markup, harmless and not, for the properties below.
+PIECES = st.sampled_from(
+    [
+        "<p>", "</p>", "text", "<div>", "</div>", "<script>x()</script>", "<style>", "<b>",
+        "<a href='javascript:x'>", "<a href='/ok'>", "</a>", "<img src=data:x onerror=y>",
+        "<svg><a onclick=z>", "</svg>", "<p onclick=w>", "&lt;", "<!--", "-->", "<br/>",
+        "<textarea>", "</textarea>", "<table><td>", "<math>", "<iframe srcdoc=x>", "<",
+        ">", "'", '"', "=", " onclick=", "<img src='https://e.example/a.png'>",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(st.one_of(PIECES, st.text(max_size=8)), max_size=20).map("".join))
+def test_noting_changes_nothing_of_what_is_cleaned(markup: str) -> None:
+    """The notes are taken by a subclass of bleach's tokenizer: the output must stay
+    exactly what bleach's own parser and the same allow-list give."""
+    import bleach
+
+    plain = clean_html(markup, PAGE)
+    with sanitize.noting():
+        noted = clean_html(markup, PAGE)
+    assert noted == plain
+    stock = bleach.Cleaner(
+        tags=sanitize.ALLOWED_TAGS | sanitize.REMOVED_WITH_CONTENT,
+        attributes=sanitize.ALLOWED_ATTRIBUTES,
+        protocols=sanitize.ALLOWED_SCHEMES,
+        strip=True,
+        strip_comments=True,
+        filters=[lambda source: sanitize._FinishFilter(source, PAGE)],
+    )
+    assert plain == remove_forbidden(stock.clean(remove_forbidden(markup)))
+    with sanitize.noting():
+        assert plain_text(markup) == plain_text(markup)
+
+
+#: Balanced, harmless markup to put around a dangerous piece.
+HARMLESS = st.lists(
+    st.sampled_from(
+        ["text", "<p>a</p>", "<b>b</b>", "<div>c</div>", "<a href='/ok'>d</a>", "&lt;x&gt;",
+         "<table><tr><td>e</td></tr></table>", "<br>", "<img src='/f.png' alt='f'>"]
+    ),
+    max_size=6,
+).map("".join)  # fmt: skip
+DANGERS = [
+    ("<script>x()</script>", "<script> (with its content)"),
+    ("<iframe src='https://e.example/'></iframe>", "<iframe> (with its content)"),
+    ("<p onclick='x()'>p</p>", "the event handler onclick"),
+    ("<span onfocus='x()'>s</span>", "the event handler onfocus"),
+    ("<a href='javascript:x()'>a</a>", "the URL javascript:x() (not http, https or mailto)"),
+    ("<img src='vbscript:x' alt='i'>", "the URL vbscript:x (not http, https or mailto)"),
+]
+
+
+@given(HARMLESS, st.sampled_from(DANGERS), HARMLESS)
+def test_a_danger_in_any_harmless_surroundings_is_named(
+    before: str, danger: tuple[str, str], after: str
+) -> None:
+    markup, described = danger
+    assert removed_by(before + markup + after) == described
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.tuples(
+            st.sampled_from(["", "http://", "https://", "//", "/", "#", "?", "a:", "mailto:"]),
+            st.text(max_size=20),
+        ).map("".join),
+    )
+)
+def test_a_url_passed_over_by_the_notes_is_one_the_sanitiser_keeps(url: str) -> None:
+    """The notes skip joining a URL that plainly stays (most links of a body): any such
+    URL must be one `safe_url` keeps, or a removal would go unnoted."""
+    url = remove_forbidden(url).strip()  # as the notes see it
+    if url and sanitize._PLAINLY_SAFE.match(url):
+        assert safe_url(url, PAGE) is not None

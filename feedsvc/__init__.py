@@ -63,7 +63,12 @@ def create_app(
         log.warning("%s", loopback)
     store = Store(settings, clock or system_clock)
     documents = Documents(
-        settings, store.cache, store.bodies, store.current, refresh_off_requests=watch
+        settings,
+        store.cache,
+        store.bodies,
+        store.current,
+        refresh_off_requests=watch,
+        clock=store.clock,
     )
     snapshot = store.reload()
     started = time.perf_counter()

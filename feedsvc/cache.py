@@ -54,8 +54,13 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS claims (
     signature TEXT PRIMARY KEY, pid INTEGER NOT NULL, at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS modified (
+    path TEXT PRIMARY KEY, etag TEXT NOT NULL, at INTEGER NOT NULL
+);
 """
-SCHEMA_VERSION = 7  # part of the fingerprint: a new schema replaces the old tables
+SCHEMA_VERSION = 8  # part of the fingerprint: a new schema replaces the old tables
+#: Emptied when the fingerprint changes. Not `modified`: a document's bytes and the time
+#: they were first served mean the same whatever the code (see `modified`).
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -465,6 +470,30 @@ class Cache:
                 "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)",
                 [(digest, page, c.html, c.summary, removed) for digest, page, c, removed in rows],
             )
+
+    def modified(self, path: str, etag: str, now: int) -> int | None:
+        """When the document at `path` took the bytes `etag` names, in whole seconds since
+        the epoch: the time it was first asked with these bytes, or `now` if they are new
+        here, and always at least a second after the time of the bytes before (so a
+        client's If-Modified-Since never matches bytes it has not seen). One answer for
+        every worker and across restarts; None when the cache has none to give."""
+        with self._lock:
+            try:
+                db = self._connection()
+                if db is None:
+                    return None
+                with db:
+                    db.execute(
+                        "INSERT INTO modified VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE"
+                        " SET etag = excluded.etag, at = max(excluded.at, modified.at + 1)"
+                        " WHERE modified.etag != excluded.etag",
+                        (path, etag, now),
+                    )
+                    row = db.execute("SELECT at FROM modified WHERE path = ?", (path,)).fetchone()
+                return int(row[0])
+            except sqlite3.Error as error:
+                self._failed("write", error)
+                return None
 
     def document(self, signature: str) -> tuple[bytes, bytes] | None:
         """A rendered document: its body and the body gzipped."""

@@ -43,7 +43,7 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -242,6 +242,7 @@ class Documents:
         patience: float = REFRESH_PATIENCE,
         memo_bytes: int = MEMO_BYTES,
         spill_bytes: int = SPILL_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`current` is the store's newest snapshot: only its documents are rendered off
         the request path. With `refresh_off_requests` (a server's documents) a request
@@ -260,6 +261,9 @@ class Documents:
         #: Seconds a request waits for a render off the request path (may be changed).
         self.patience = patience
         self._refresher = _Refresher(self) if refresh_off_requests else None
+        self.clock = clock
+        #: When each path took its bytes, for a process without a persistent cache.
+        self._modified: dict[str, tuple[str, int]] = {}
 
     # -- forking ---------------------------------------------------------------------------
 
@@ -294,17 +298,42 @@ class Documents:
         key: PageKey,
         content_type: str,
         build: Callable[[], tuple[bytes, datetime | None]],
+        *,
+        dated: bool = False,
     ) -> Document:
         """A document that is not a feed page, built at most once per snapshot by
-        `build() -> (body, last_modified)`."""
+        `build() -> (body, last_modified)`; with `dated`, its Last-Modified is when its
+        bytes changed (`dated`), as a feed's is, rather than what `build` says."""
         state = self._state(snapshot)
         found: Document | None = state.memo.get(key)
         if found is None:
             state.renders[key] += 1
             body, last_modified = build()
             found = make_document(body, content_type, last_modified)
+            if dated:
+                found = self.dated(key.name, found)
             state.memo.put(key, found)
         return found
+
+    def dated(self, path: str, document: Document) -> Document:
+        """`document` with the Last-Modified of its bytes at `path`: when they were first
+        served (the persistent cache's answer, the same in every worker and after a
+        restart), always later than that of any bytes served there before. So it moves
+        whenever the bytes do (an edit, an item added with an earlier date, a removal, an
+        item coming due), never goes back, and If-Modified-Since alone never matches
+        bytes a client has not seen."""
+        now = int(self.clock().timestamp())
+        at = self.cache.modified(path, document.etag, now)
+        if at is None:  # no persistent cache: this process's own record
+            with self._lock:
+                etag, before = self._modified.get(path, ("", -1))
+                at = before if etag == document.etag else max(now, before + 1)
+                self._modified[path] = (document.etag, at)
+        when = datetime.fromtimestamp(at, UTC)
+        if document.last_modified == when:
+            return document
+        http_date = format_datetime(when, usegmt=True)
+        return replace(document, last_modified=when, http_last_modified=http_date)
 
     def renders(self, snapshot: Snapshot) -> Counter[Any]:
         """How many times each document of `snapshot` was built (found by signature or
@@ -412,6 +441,8 @@ class Documents:
     def _fill(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
         state.renders[key] += 1
         document = self._build(snapshot, state, key)
+        if document is not None:
+            document = self.dated(feed_path(key.name, key.format, key.page), document)
         state.memo.put(key, document)
         return document
 

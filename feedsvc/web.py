@@ -97,6 +97,7 @@ def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> 
             content_type = render.BROWSER_TYPES[content_type]
     headers = [
         *NOSNIFF,
+        *(CORS if document.content_type in OPEN_TYPES else ()),
         ("Vary", vary),
         ("Cache-Control", f"public, max-age={cache_seconds}"),
         ("ETag", etag),
@@ -117,6 +118,27 @@ def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> 
         ("Content-Length", str(length)),
     ]
     return 200, headers, body  # the server leaves it out for HEAD (Werkzeug, FeedPolls)
+
+
+#: Feeds and the OPML are public documents: a reader in a web page (another origin's
+#: script) may fetch them, poll them conditionally and read their validators.
+OPEN_TYPES = frozenset({*(f.content_type for f in render.FORMATS.values()), render.OPML_TYPE})
+CORS = [
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Expose-Headers", "ETag, Last-Modified, Link"),
+]
+#: The answer to a preflight: the conditional headers a poll sends are not safelisted.
+PREFLIGHT = [
+    *CORS,
+    ("Access-Control-Allow-Methods", "GET, HEAD"),
+    ("Access-Control-Allow-Headers", "If-None-Match, If-Modified-Since, Cache-Control"),
+    ("Access-Control-Max-Age", "86400"),
+]
+
+
+def is_open(path: str) -> bool:
+    """Whether `path` is a feed or the OPML (what CORS opens to every origin)."""
+    return path.startswith("/feeds/") or path == "/feeds.opml"
 
 
 def send(document: Document | None, req: Request, cache_seconds: int) -> Response:
@@ -223,7 +245,8 @@ def opml() -> Response:
         newest = max((i.updated for i in snapshot.items), default=None)
         return render.render_opml(snapshot, settings()), newest
 
-    document = documents().page(snapshot, PageKey("/feeds.opml"), render.OPML_TYPE, build)
+    key = PageKey("/feeds.opml")
+    document = documents().page(snapshot, key, render.OPML_TYPE, build, dated=True)
     return send(document, request, max_age(snapshot, settings().cache_max_age, store().clock))
 
 
@@ -505,6 +528,8 @@ def register(app: Flask, store_: Store, documents_: Documents) -> None:
     def options_with_nosniff() -> Response:
         response = default_options()
         response.headers.extend(NOSNIFF)
+        if is_open(request.path):
+            response.headers.extend(PREFLIGHT)
         return response
 
     app.make_default_options_response = options_with_nosniff  # type: ignore[method-assign]

@@ -48,12 +48,12 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from feedsvc import render, sanitize
+from feedsvc import archives, render, sanitize
 from feedsvc.bodies import Bodies
 from feedsvc.cache import Cache, code_digest
 from feedsvc.config import Settings
 from feedsvc.feeds import feed_path
-from feedsvc.model import Feed, FeedKey, Item, Snapshot, Stream, Week
+from feedsvc.model import Feed, FeedKey, History, Item, Snapshot, Stream, Week
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ class PageKey:
 class _ShownKey:
     feed: str
     page: int
+    archive: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +201,14 @@ class _Shown:
     entries: Sequence[Item] | Sequence[Week]
     versions: str  # what the entries follow from (`_versions`)
     last_modified: datetime | None
+    history: History = field(default_factory=History)  # its archive links (feedsvc.archives)
 
 
 @dataclass(frozen=True, slots=True)
 class _ViewKey:
     feed: str
     page: int
+    archive: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +345,7 @@ class Documents:
 
     def signature(self, snapshot: Snapshot, key: FeedKey) -> str | None:
         """The signature `key`'s document is kept under (None: no such document)."""
-        shown = self._shown(snapshot, self._state(snapshot), key.name, key.page)
+        shown = self._shown(snapshot, self._state(snapshot), key)
         return None if shown is None else self._signature(snapshot, key, shown)
 
     def held(self, snapshot: Snapshot) -> Counter[str]:
@@ -372,7 +375,7 @@ class Documents:
         needed: dict[str, Item] = {}
         to_view: dict[str, _Shown] = {}
         for key in keys:
-            shown = self._shown(snapshot, state, key.name, 1)
+            shown = self._shown(snapshot, state, key)
             if shown is None or key in state.memo:
                 continue
             signature = self._signature(snapshot, key, shown)
@@ -385,7 +388,7 @@ class Documents:
         with self.bodies.at_hand(needed.values()):
             # A page's formats share its view (a weekly page's roundups): built once first.
             for name, shown in to_view.items():
-                self._view(state, snapshot.feeds[name], 1, shown)
+                self._view(state, snapshot.feeds[name], FeedKey(name, "", 1), shown)
             # gzip, hashing and SQLite release the GIL: with two threads, one feed is
             # compressed while the next is written. The threads end before anything forks.
             with ThreadPoolExecutor(2, thread_name_prefix="warm") as pool:
@@ -436,26 +439,26 @@ class Documents:
         try:
             self.feed(snapshot, key)
         except Exception:
-            log.exception("rendering %s ahead of requests failed", feed_path(key.name, key.format))
+            log.exception("rendering %s ahead of requests failed", path_of(key))
 
     def _fill(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
         state.renders[key] += 1
         document = self._build(snapshot, state, key)
         if document is not None:
-            document = self.dated(feed_path(key.name, key.format, key.page), document)
+            document = self.dated(path_of(key), document)
         state.memo.put(key, document)
         return document
 
     def _build(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
         format = render.FORMATS.get(key.format)
-        shown = self._shown(snapshot, state, key.name, key.page)
+        shown = self._shown(snapshot, state, key)
         if shown is None or format is None:
             return None
         feed = snapshot.feeds[key.name]
 
         def rendered() -> tuple[bytes, bytes]:
             started, cpu_started = time.perf_counter(), time.thread_time()
-            view = self._view(state, feed, key.page, shown)
+            view = self._view(state, feed, key, shown)
             body = render.render_view(format.name, view, self.settings, self.bodies.report)
             gzipped = compress(body)
             # First pages render at start-up and after a change; a static export renders
@@ -463,7 +466,7 @@ class Documents:
             log.log(
                 logging.INFO if key.page == 1 else logging.DEBUG,
                 "rendered %s: %d bytes; %.0f ms (%.1f ms CPU)",
-                feed_path(key.name, key.format, key.page), len(body),
+                path_of(key), len(body),
                 (time.perf_counter() - started) * 1000, (time.thread_time() - cpu_started) * 1000,
             )  # fmt: skip
             return body, gzipped
@@ -479,31 +482,46 @@ class Documents:
             persist=key.page == 1,
         )
 
-    def _shown(self, snapshot: Snapshot, state: _State, name: str, page: int) -> _Shown | None:
-        """What page `page` of feed `name` shows, worked out once per snapshot; None for
-        no such feed or page."""
-        key = _ShownKey(name, page)
-        found: _Shown | None = state.memo.get(key)
-        if found is None and key not in state.memo:
+    def _shown(self, snapshot: Snapshot, state: _State, key: FeedKey) -> _Shown | None:
+        """What a feed document shows (a page, or an archive), worked out once per
+        snapshot for all of its formats; None for no such feed, page or archive."""
+        name, page, week = key.name, key.page, key.archive
+        memo_key = _ShownKey(name, page, week)
+        found: _Shown | None = state.memo.get(memo_key)
+        if found is None and memo_key not in state.memo:
             feed = snapshot.feeds.get(name)
-            if feed is not None and 1 <= page <= feed.last_page:
+            entries: Sequence[Item] | Sequence[Week] = ()
+            history = History()
+            if feed is None:
+                pass
+            elif week:
+                archive = archives.archive(feed, week, snapshot, self.settings)
+                if archive is not None:
+                    entries, history = archive
+            elif 1 <= page <= feed.last_page:
                 entries = feed.entries[(page - 1) * feed.page_size : page * feed.page_size]
+                if page == 1:
+                    history = archives.live_history(feed, snapshot, self.settings)
+            if entries or (feed is not None and not week and page == 1):
                 newest = max((entry.updated for entry in entries), default=None)
-                found = _Shown(entries, _versions(entries), newest)
-            state.memo.put(key, found)
+                found = _Shown(entries, _versions(entries), newest, history)
+            state.memo.put(memo_key, found)
         return found
 
     def _signature(self, snapshot: Snapshot, key: FeedKey, shown: _Shown) -> str:
         last_page = snapshot.feeds[key.name].last_page
-        return signature(key, last_page, shown.versions, self.settings)
+        return signature(key, (last_page, shown.history), shown.versions, self.settings)
 
-    def _view(self, state: _State, feed: Feed, page: int, shown: _Shown) -> render.FeedView:
-        """The page's view with its bodies, built once for all of its formats."""
-        key = _ViewKey(feed.name, page)
-        found: _View | None = state.memo.get(key)
+    def _view(self, state: _State, feed: Feed, key: FeedKey, shown: _Shown) -> render.FeedView:
+        """The document's view with its bodies, built once for all of its formats."""
+        memo_key = _ViewKey(feed.name, key.page, key.archive)
+        found: _View | None = state.memo.get(memo_key)
         if found is None:
-            found = _View(render.feed_view(feed, page, shown.entries, self.settings, self.bodies))
-            state.memo.put(key, found)
+            view = render.feed_view(
+                feed, key.page, shown.entries, self.settings, self.bodies, shown.history
+            )
+            found = _View(view)
+            state.memo.put(memo_key, found)
         return found.view
 
     def _by_signature(
@@ -549,13 +567,18 @@ class Documents:
         return document
 
 
-def signature(key: FeedKey, last_page: int, versions: str, settings: Settings) -> str:
+def path_of(key: FeedKey) -> str:
+    return feed_path(key.name, key.format, key.page, key.archive)
+
+
+def signature(key: FeedKey, links: object, versions: str, settings: Settings) -> str:
     """Everything a feed page's bytes follow from, hashed: its key in the persistent cache.
 
-    `versions` stands for the items or weeks shown (`_versions`); the code digest covers
-    the code that turns them into bytes, and `output_key` the settings that can.
+    `versions` stands for the items or weeks shown (`_versions`), `links` for what its
+    links follow from (the feed's last page, its archives); the code digest covers the
+    code that turns them into bytes, and `output_key` the settings that can.
     """
-    parts = (code_digest(), key, last_page, settings.output_key(), versions)
+    parts = (code_digest(), key, links, settings.output_key(), versions)
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -649,7 +672,7 @@ class _Refresher:
                     if snapshot is self.documents.current():
                         job()
             except Exception:  # a failed render must not stop the others
-                log.exception("rendering %s failed; requests render it themselves", key)
+                log.exception("rendering %s failed; requests render it themselves", path_of(key))
                 self.documents._state(snapshot).stale.pop(key, None)
             finally:
                 with self.lock:

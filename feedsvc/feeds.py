@@ -72,8 +72,11 @@ def registry(
     return {feed.name: feed for feed in feeds}
 
 
-def feed_path(name: str, format: str, page: int = 1) -> str:
-    """A feed page's path: the first page has no query, so that it has one URL."""
+def feed_path(name: str, format: str, page: int = 1, archive: str = "") -> str:
+    """A feed page's path: the first page has no query, so that it has one URL; an
+    archive (a week's, feedsvc.archives) is a file under the feed's name."""
+    if archive:
+        return f"/feeds/{quote(name)}/{archive}.{format}"
     query = f"?page={page}" if page > 1 else ""
     return f"/feeds/{quote(name)}.{format}{query}"
 
@@ -84,5 +87,5 @@ def list_page_path(first: str, page: int) -> str:
     return first if page == 1 else f"{first.rstrip('/')}/page/{page}"
 
 
-def feed_url(settings: Settings, name: str, format: str, page: int = 1) -> str:
-    return settings.base_url + feed_path(name, format, page)
+def feed_url(settings: Settings, name: str, format: str, page: int = 1, archive: str = "") -> str:
+    return settings.base_url + feed_path(name, format, page, archive)

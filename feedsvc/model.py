@@ -262,11 +262,23 @@ class Feed:
 
 @dataclass(frozen=True, slots=True)
 class FeedKey:
-    """One document of a feed: the feed's name, a format and a page."""
+    """One document of a feed: the feed's name, a format and a page, or an archive."""
 
     name: str
     format: str  # a name of `render.FORMATS`; any other is no document
     page: int = 1
+    archive: str = ""  # a closed week's name: that week's archive (feedsvc.archives)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A feed document's place in the feed's history (RFC 5005): a complete feed, a
+    live feed and its newest archive, or an archive (of a week) and its neighbours."""
+
+    complete: bool = False
+    archive: str = ""  # the week this archive holds; "" for the live feed
+    prev_archive: str = ""  # the week of the next older archive, if any
+    next_archive: str = ""  # the week of the next newer archive, if any
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
@@ -25,13 +25,14 @@ from lxml import etree
 from feedsvc import __version__, faults, sanitize, weekly
 from feedsvc.config import Settings
 from feedsvc.feeds import feed_url
-from feedsvc.model import Content, Feed, Format, Intro, Item, Problem, Snapshot, Week
+from feedsvc.model import Content, Feed, Format, History, Intro, Item, Problem, Snapshot, Week
 
 log = logging.getLogger(__name__)
 
 ATOM = "http://www.w3.org/2005/Atom"
 DC = "http://purl.org/dc/elements/1.1/"
 DCTERMS = "http://purl.org/dc/terms/"
+FH = "http://purl.org/syndication/history/1.0"
 MEDIA = "http://search.yahoo.com/mrss/"
 XHTML = "http://www.w3.org/1999/xhtml"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
@@ -84,6 +85,7 @@ class FeedView:
     entries: tuple[Entry, ...]
     page: int
     last_page: int
+    history: History = field(default_factory=History)  # RFC 5005
 
     @property
     def updated(self) -> datetime:
@@ -147,8 +149,10 @@ def feed_view(
     shown: Sequence[Item] | Sequence[Week],
     settings: Settings,
     bodies: Bodies,
+    history: History | None = None,
 ) -> FeedView:
-    """The entries and links of one page of a feed, `shown` being that page's entries."""
+    """The entries and links of one page (or archive) of a feed, `shown` being its
+    entries."""
     entries = tuple(
         _week_entry(s, settings, bodies)
         if isinstance(s, Week)
@@ -163,6 +167,7 @@ def feed_view(
         entries=entries,
         page=page,
         last_page=feed.last_page,
+        history=history or History(),
     )
 
 
@@ -222,10 +227,17 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
     def __init__(self) -> None:
         self.updated: datetime = EMPTY_FEED_UPDATED
         self.paging: list[tuple[str, str]] = []  # (rel, href)
+        self.history: History = History()
         self.preview: Any = None
 
+    def _history(self, parent: Any) -> None:
+        if self.history.complete:
+            etree.SubElement(parent, f"{{{FH}}}complete")
+        elif self.history.archive:
+            etree.SubElement(parent, f"{{{FH}}}archive")
+
     def extend_ns(self) -> dict[str, str]:
-        return {"dc": DC, "dcterms": DCTERMS, "media": MEDIA}
+        return {"dc": DC, "dcterms": DCTERMS, "media": MEDIA, "fh": FH}
 
     def extend_rss(self, rss: Any) -> Any:
         channel = rss[0]
@@ -234,6 +246,7 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         etree.SubElement(channel, "lastBuildDate").text = format_datetime(self.updated)
         for rel, href in self.paging:
             etree.SubElement(channel, f"{{{ATOM}}}link", rel=rel, href=href)
+        self._history(channel)
         channel.insert(0, self.preview)
         return rss
 
@@ -242,6 +255,7 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
         # a namespaced element here would come out with an ns0: prefix.
         for rel, href in self.paging:
             etree.SubElement(feed, "link", rel=rel, href=href)
+        self._history(feed)
         feed.insert(0, self.preview)
         return feed
 
@@ -272,8 +286,24 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
             etree.SubElement(element, f"{{{MEDIA}}}content", url=self.entry.image, medium="image")
 
 
+def self_url(view: FeedView, settings: Settings, format: str) -> str:
+    return feed_url(settings, view.name, format, view.page, view.history.archive)
+
+
 def _paging_links(view: FeedView, settings: Settings, format: str) -> list[tuple[str, str]]:
-    """RFC 5005 §3 links; none for a feed that fits on one page."""
+    """RFC 5005 links: paging (§3) on the live feed's pages, with the newest archive on
+    its first; on an archive (§4), its neighbours and the live feed. None for a feed
+    that fits on one page (it is complete)."""
+    history = view.history
+
+    def archive(week: str) -> str:
+        return feed_url(settings, view.name, format, archive=week)
+
+    if history.archive:
+        links = [("current", feed_url(settings, view.name, format))]
+        links += [("prev-archive", archive(history.prev_archive))] if history.prev_archive else []
+        links += [("next-archive", archive(history.next_archive))] if history.next_archive else []
+        return links
     if view.last_page == 1:
         return []
     links = [
@@ -284,6 +314,8 @@ def _paging_links(view: FeedView, settings: Settings, format: str) -> list[tuple
         links.append(("previous", feed_url(settings, view.name, format, view.page - 1)))
     if view.page < view.last_page:
         links.append(("next", feed_url(settings, view.name, format, view.page + 1)))
+    if history.prev_archive:
+        links.append(("prev-archive", archive(history.prev_archive)))
     return links
 
 
@@ -298,7 +330,7 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     fg.author({"name": settings.author})
     fg.generator("feedsvc", version=__version__)
     # feedgen's RSS <link> is the href of the last link() call, so the alternate goes last.
-    fg.link(href=feed_url(settings, view.name, format, view.page), rel="self")
+    fg.link(href=self_url(view, settings, format), rel="self")
     fg.link(href=view.html_url, rel="alternate", type="text/html")
     fg.updated(view.updated)
     fg.icon(settings.icon_url)
@@ -306,6 +338,7 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     fg._FeedGenerator__rss_lastBuildDate = None  # written by _FeedExtension instead
     fg.feedsvc.updated = view.updated
     fg.feedsvc.paging = _paging_links(view, settings, format)
+    fg.feedsvc.history = view.history
     fg.feedsvc.preview = _feed_preview(view, settings, format)
     for entry in view.entries:
         fe = fg.add_entry(order="append")
@@ -348,15 +381,23 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         "version": "https://jsonfeed.org/version/1.1",
         "title": view.title,
         "home_page_url": view.html_url,
-        "feed_url": feed_url(settings, view.name, "json", view.page),
+        "feed_url": self_url(view, settings, "json"),
         "description": view.description,
         "language": settings.language,
         "authors": [{"name": settings.author}],
         "icon": settings.icon_url,
         "favicon": settings.icon_url,
     }
-    if view.page < view.last_page:
+    if view.page < view.last_page and not view.history.archive:
         feed["next_url"] = feed_url(settings, view.name, "json", view.page + 1)
+    history = {
+        **({"complete": True} if view.history.complete else {}),
+        **({"archive": True} if view.history.archive else {}),
+        **{rel.replace("-", "_"): href for rel, href in _paging_links(view, settings, "json")
+           if rel in ("current", "prev-archive", "next-archive")},
+    }  # fmt: skip
+    if history:  # RFC 5005's links and marks, as a JSON Feed extension
+        feed["_feed_history"] = {"about": "https://www.rfc-editor.org/rfc/rfc5005", **history}
     items = []
     for entry in view.entries:
         item: dict[str, Any] = {

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from flask import Flask
 
-from feedsvc import render
+from feedsvc import archives, render
 from feedsvc.config import Settings
 from feedsvc.feeds import feed_path, list_page_path
 from feedsvc.model import Snapshot
@@ -28,6 +28,9 @@ def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
         for page in range(1, feed.last_page + 1):
             for format in render.FORMATS:
                 yield feed_path(feed.name, format, page)
+        for archive in archives.weeks(feed, snapshot, settings):
+            for format in render.FORMATS:
+                yield feed_path(feed.name, format, archive=archive)
     lists = [
         ("/", len(snapshot.items)),
         ("/weekly/", len(snapshot.weeks)),

@@ -31,7 +31,7 @@ from werkzeug.http import (
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-from feedsvc import faults, render, weekly
+from feedsvc import archives, faults, render, weekly
 from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
 from feedsvc.feeds import TAG_PREFIX, feed_url, list_page_path
@@ -167,13 +167,12 @@ class FeedPolls:
             and environ["REQUEST_METHOD"] in ("GET", "HEAD")
             and not environ.get("QUERY_STRING")
         ):
-            name, _, format = path[7:].rpartition(".")
-            if format in render.FORMATS:
+            key = feed_key(wsgi_text(path[7:]))
+            if key is not None:
                 snapshot = self.feeds.snapshot()
-                settings = self.feeds.settings
-                document = self.documents.feed(snapshot, FeedKey(name, format))
+                document = self.documents.feed(snapshot, key)
                 if document is not None:
-                    seconds = max_age(snapshot, settings.cache_max_age, self.feeds.clock)
+                    seconds = feed_max_age(snapshot, key, self.feeds)
                     status, headers, body = answer(environ, document, seconds)
                     start_response(_STATUS[status], headers)
                     if environ["REQUEST_METHOD"] != "HEAD":
@@ -181,6 +180,17 @@ class FeedPolls:
                     _close(body)
                     return ()
         return self.app(environ, start_response)
+
+
+def wsgi_text(path: str) -> str:
+    """A WSGI path (its bytes as Latin-1 characters) as the text its UTF-8 spells ("" if
+    it is not UTF-8: Flask's routing then answers it)."""
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return ""
 
 
 def _close(body: Iterable[bytes]) -> None:
@@ -226,15 +236,33 @@ def send_page(
 # -- routes -----------------------------------------------------------------------------
 
 
-@bp.get("/feeds/<path:filename>")
-def feed(filename: str) -> Response:
+def feed_key(filename: str, page: int = 1) -> FeedKey | None:
+    """The feed document a path under /feeds/ names (a page, or an archive); None if it
+    names no format."""
     name, _, format = filename.rpartition(".")
     if format not in render.FORMATS:
-        abort(404)
+        return None
+    feed, week = archives.split(name)
+    if week and page != 1:
+        return None
+    return FeedKey(feed, format, page, week)
+
+
+def feed_max_age(snapshot: Snapshot, key: FeedKey, feeds: Store) -> int:
+    """How long a feed document may be cached: an archive changes only with its week."""
+    longest = archives.ARCHIVE_MAX_AGE if key.archive else feeds.settings.cache_max_age
+    return max_age(snapshot, longest, feeds.clock)
+
+
+@bp.get("/feeds/<path:filename>")
+def feed(filename: str) -> Response:
     feeds = store()
+    key = feed_key(filename, page_number())
+    if key is None:
+        abort(404)
     snapshot = feeds.snapshot()
-    document = documents().feed(snapshot, FeedKey(name, format, page_number()))
-    return send(document, request, max_age(snapshot, feeds.settings.cache_max_age, feeds.clock))
+    document = documents().feed(snapshot, key)
+    return send(document, request, feed_max_age(snapshot, key, feeds))
 
 
 @bp.get("/feeds.opml")

@@ -560,7 +560,7 @@ def test_a_feed_whose_render_failed_off_requests_is_rendered_by_the_next_request
     store.reload()
     assert entry_titles(feed_bytes(store, "news")) == ["A"]
     documents_for(store).wait_for_refresh()
-    assert "rendering FeedKey(name='news', format='atom', page=1) failed" in caplog.text
+    assert "rendering /feeds/news.atom failed" in caplog.text
     failing.clear()
     assert entry_titles(feed_bytes(store, "news")) == ["A, edited"]
 

@@ -42,8 +42,9 @@ def create_app(
     """
     from flask import Flask
 
-    from feedsvc import config, lifecycle, web
+    from feedsvc import config, lifecycle, web, websub
     from feedsvc.documents import Documents
+    from feedsvc.feeds import feed_url
     from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
@@ -76,8 +77,17 @@ def create_app(
     log.info("first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3)
     app = Flask(__name__, static_folder=None)
     web.register(app, store, documents)
+    after_reload = None
+    if settings.websub_hubs:  # each first page that changes is told to the hubs
+        publisher = websub.Publisher(settings.websub_hubs)
+        documents.on_change = lambda key: publisher.changed(
+            feed_url(settings, key.name, key.format)
+        )
+        documents.render_changed(snapshot)  # the signatures changes are told against
+        after_reload = documents.render_changed
+        app.extensions["feedsvc.publisher"] = publisher
     if watch:
-        app.extensions["feedsvc.watcher"] = Watcher(store).start()
+        app.extensions["feedsvc.watcher"] = Watcher(store, after_reload=after_reload).start()
     # Fork hooks (feedsvc.lifecycle) run in registration order before a fork and in
     # reverse after it: the watcher (registered as it starts) restarts in a child only
     # once the store's reloads are allowed again, and no render is under way while the

@@ -471,26 +471,33 @@ class Cache:
                 [(digest, page, c.html, c.summary, removed) for digest, page, c, removed in rows],
             )
 
-    def modified(self, path: str, etag: str, now: int) -> int | None:
+    def modified(self, path: str, etag: str, now: int) -> tuple[int, bool] | None:
         """When the document at `path` took the bytes `etag` names, in whole seconds since
-        the epoch: the time it was first asked with these bytes, or `now` if they are new
-        here, and always at least a second after the time of the bytes before (so a
-        client's If-Modified-Since never matches bytes it has not seen). One answer for
-        every worker and across restarts; None when the cache has none to give."""
+        the epoch, and whether this call recorded that change (True in one process only,
+        whichever asked first; False for bytes seen before, and for a path's first bytes).
+
+        The time is when the bytes were first asked for here (`now` if they are new), and
+        always at least a second after the time of the bytes before, so a client's
+        If-Modified-Since never matches bytes it has not seen. One answer for every
+        worker and across restarts; None when the cache has none to give."""
         with self._lock:
             try:
                 db = self._connection()
                 if db is None:
                     return None
                 with db:
-                    db.execute(
-                        "INSERT INTO modified VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE"
-                        " SET etag = excluded.etag, at = max(excluded.at, modified.at + 1)"
-                        " WHERE modified.etag != excluded.etag",
-                        (path, etag, now),
-                    )
+                    # One statement each, so that of two workers only one flips the row.
+                    changed = db.execute(
+                        "UPDATE modified SET etag = ?, at = max(?, at + 1)"
+                        " WHERE path = ? AND etag != ?",
+                        (etag, now, path, etag),
+                    ).rowcount
+                    if not changed:
+                        db.execute(
+                            "INSERT OR IGNORE INTO modified VALUES (?, ?, ?)", (path, etag, now)
+                        )
                     row = db.execute("SELECT at FROM modified WHERE path = ?", (path,)).fetchone()
-                return int(row[0])
+                return int(row[0]), changed == 1
             except sqlite3.Error as error:
                 self._failed("write", error)
                 return None

@@ -65,6 +65,8 @@ class Settings:
     page_size: int = field(default=20, metadata=_OUTPUT)  # items per HTML list page
     # The site's icon: a PNG, GIF, JPEG or ICO file, or an http(s) URL; "" for feedsvc's.
     icon: str = field(default="", metadata=_OUTPUT)
+    # WebSub hubs every feed names, and which feedsvc tells of each change of a feed.
+    websub_hubs: tuple[str, ...] = field(default=(), metadata=_OUTPUT)
     # HTTP freshness alone: the response headers, not the bytes.
     cache_max_age: int = field(default=300, metadata=_NOT_OUTPUT)
     # The persistent cache; None: none (load_settings sets one).
@@ -240,6 +242,15 @@ def _weekly_title(key: str, value: object) -> str:
     return template
 
 
+def _urls(key: str, value: object) -> tuple[str, ...]:
+    """A TOML list of http(s) URLs, or in the environment URLs separated by commas."""
+    if isinstance(value, str):
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of http(s) URLs, not {value!r}")
+    return tuple(dict.fromkeys(_base_url(f"{key}[{n}]", url) for n, url in enumerate(value)))
+
+
 def _categories(key: str, value: object) -> tuple[tuple[str, str], ...]:
     """A TOML table `slug = "Display name"`, or in the environment `slug=Name,slug2`."""
     pairs: list[tuple[str, str]] = []
@@ -276,6 +287,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tag_feed_min_items": _positive_int,
     "page_size": _positive_int,
     "icon": _icon,
+    "websub_hubs": _urls,
     "cache_max_age": _non_negative_int,
     "cache_dir": lambda key, value: Path(_text(key, value)) if _text(key, value) else None,
 }

@@ -246,6 +246,7 @@ class Documents:
         memo_bytes: int = MEMO_BYTES,
         spill_bytes: int = SPILL_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_change: Callable[[FeedKey], None] | None = None,
     ) -> None:
         """`current` is the store's newest snapshot: only its documents are rendered off
         the request path. With `refresh_off_requests` (a server's documents) a request
@@ -265,8 +266,12 @@ class Documents:
         self.patience = patience
         self._refresher = _Refresher(self) if refresh_off_requests else None
         self.clock = clock
+        #: Told of each live feed's first page whose bytes this process saw change first
+        #: (of all the workers over one persistent cache): the WebSub publisher.
+        self.on_change = on_change
         #: When each path took its bytes, for a process without a persistent cache.
         self._modified: dict[str, tuple[str, int]] = {}
+        self._published: dict[FeedKey, str] = {}  # first pages' signatures (render_changed)
 
     # -- forking ---------------------------------------------------------------------------
 
@@ -314,29 +319,32 @@ class Documents:
             body, last_modified = build()
             found = make_document(body, content_type, last_modified)
             if dated:
-                found = self.dated(key.name, found)
+                found, _ = self.dated(key.name, found)
             state.memo.put(key, found)
         return found
 
-    def dated(self, path: str, document: Document) -> Document:
+    def dated(self, path: str, document: Document) -> tuple[Document, bool]:
         """`document` with the Last-Modified of its bytes at `path`: when they were first
         served (the persistent cache's answer, the same in every worker and after a
         restart), always later than that of any bytes served there before. So it moves
         whenever the bytes do (an edit, an item added with an earlier date, a removal, an
         item coming due), never goes back, and If-Modified-Since alone never matches
-        bytes a client has not seen."""
+        bytes a client has not seen. Also whether this process saw that change first."""
         now = int(self.clock().timestamp())
-        at = self.cache.modified(path, document.etag, now)
-        if at is None:  # no persistent cache: this process's own record
+        answer = self.cache.modified(path, document.etag, now)
+        if answer is None:  # no persistent cache: this process's own record
             with self._lock:
                 etag, before = self._modified.get(path, ("", -1))
                 at = before if etag == document.etag else max(now, before + 1)
+                changed = etag not in ("", document.etag)
                 self._modified[path] = (document.etag, at)
+        else:
+            at, changed = answer
         when = datetime.fromtimestamp(at, UTC)
         if document.last_modified == when:
-            return document
+            return document, changed
         http_date = format_datetime(when, usegmt=True)
-        return replace(document, last_modified=when, http_last_modified=http_date)
+        return replace(document, last_modified=when, http_last_modified=http_date), changed
 
     def renders(self, snapshot: Snapshot) -> Counter[Any]:
         """How many times each document of `snapshot` was built (found by signature or
@@ -400,6 +408,33 @@ class Documents:
             state.memo.discard(_ViewKey(name, 1))
         sanitize.prepare()  # a preloading master's thread becomes each worker's serving thread
 
+    def render_changed(self, snapshot: Snapshot) -> None:
+        """Render every live feed's first page whose signature changed since the last
+        call, so that a change is seen (and told: `on_change`) without waiting for a
+        request. The first call only takes note of the signatures. Off the request path:
+        the watcher calls it after each reload and when a scheduled change comes due."""
+        state = self._state(snapshot)
+        first = not self._published
+        for name in snapshot.feeds:
+            for format in render.FORMATS:
+                key = FeedKey(name, format)
+                shown = self._shown(snapshot, state, key)
+                if shown is None:
+                    continue
+                signature = self._signature(snapshot, key, shown)
+                if self._published.get(key) == signature:
+                    continue
+                self._published[key] = signature
+                if not first and state.memo.get(key, None) is None:
+                    try:
+                        self._fill(snapshot, state, key)
+                    except Exception:
+                        log.exception("rendering %s after a change failed", path_of(key))
+        for key in self._published.keys() - {
+            FeedKey(name, format) for name in snapshot.feeds for format in render.FORMATS
+        }:
+            del self._published[key]
+
     def wait_for_refresh(self) -> None:
         """Until the documents requests asked for so far are rendered (for tests)."""
         if self._refresher is not None:
@@ -445,7 +480,9 @@ class Documents:
         state.renders[key] += 1
         document = self._build(snapshot, state, key)
         if document is not None:
-            document = self.dated(path_of(key), document)
+            document, changed = self.dated(path_of(key), document)
+            if changed and key.page == 1 and not key.archive and self.on_change is not None:
+                self.on_change(key)
         state.memo.put(key, document)
         return document
 

@@ -221,8 +221,8 @@ def _styled(document: bytes, settings: Settings) -> bytes:
 
 
 class _FeedExtension(BaseExtension):  # type: ignore[misc]
-    """What feedgen cannot write: deterministic RSS dates, RFC 5005 paging links and the
-    preview a browser shows."""
+    """What feedgen cannot write: deterministic RSS dates, RFC 5005 links, the WebSub
+    hubs and the preview a browser shows."""
 
     def __init__(self) -> None:
         self.updated: datetime = EMPTY_FEED_UPDATED
@@ -337,7 +337,8 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     fg.logo(settings.icon_url)  # also RSS's <image>, titled and linked as the channel
     fg._FeedGenerator__rss_lastBuildDate = None  # written by _FeedExtension instead
     fg.feedsvc.updated = view.updated
-    fg.feedsvc.paging = _paging_links(view, settings, format)
+    fg.feedsvc.paging = [*(("hub", hub) for hub in settings.websub_hubs),
+                         *_paging_links(view, settings, format)]  # fmt: skip
     fg.feedsvc.history = view.history
     fg.feedsvc.preview = _feed_preview(view, settings, format)
     for entry in view.entries:
@@ -387,7 +388,9 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         "authors": [{"name": settings.author}],
         "icon": settings.icon_url,
         "favicon": settings.icon_url,
-    }
+        **({"hubs": [{"type": "WebSub", "url": hub} for hub in settings.websub_hubs]}
+           if settings.websub_hubs else {}),
+    }  # fmt: skip
     if view.page < view.last_page and not view.history.archive:
         feed["next_url"] = feed_url(settings, view.name, "json", view.page + 1)
     history = {

@@ -22,6 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from feedsvc import lifecycle
+from feedsvc.model import Snapshot
 from feedsvc.store import Store
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,13 @@ class Watcher:
         rescan_max: float = RESCAN_MAX,
         timing: Timing | None = None,
         observe: Observe = watchdog_observe,
+        after_reload: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.store = store
+        #: Called with the published snapshot after each reload, and when a scheduled
+        #: change (an item, a week's end) comes due: what must follow a change at once
+        #: (the WebSub publisher's renders), here, off the request path.
+        self.after_reload = after_reload
         self.debounce = debounce
         self.settle = settle
         self.max_settle_wait = max_settle_wait
@@ -237,7 +243,7 @@ class Watcher:
         if scan_first:
             self._reload(None)
         while not self._stop.is_set():
-            if self._changed.wait(self._rescan_every):
+            if self._changed.wait(self._next_wait()):
                 self._quiet()
                 paths = self._changes.take()
             else:
@@ -245,6 +251,24 @@ class Watcher:
             if self._stop.is_set():
                 return
             self._reload(paths)
+            self._after_reload()
+
+    def _next_wait(self) -> float:
+        """Until the next re-scan, or sooner when a scheduled change comes due and
+        something must follow it (`after_reload`)."""
+        current = self.store.current()
+        if self.after_reload is None or current is None or current.changes_at is None:
+            return self._rescan_every
+        until = (current.changes_at - self.store.clock()).total_seconds()
+        return max(0.05, min(self._rescan_every, until))
+
+    def _after_reload(self) -> None:
+        if self.after_reload is None:
+            return
+        try:  # the snapshot as of now: a scheduled change that came due is built here
+            self.after_reload(self.store.snapshot())
+        except Exception:
+            log.exception("after a reload")
 
     def _quiet(self) -> None:
         """Debounce: wait until no event has come for `debounce` seconds."""

@@ -79,7 +79,9 @@ def max_age(snapshot: Snapshot, longest: int, clock: Clock) -> int:
 Answer = tuple[int, list[tuple[str, str]], Iterable[bytes]]
 
 
-def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> Answer:
+def answer(
+    environ: WSGIEnvironment, document: Document, cache_seconds: int, link: str = ""
+) -> Answer:
     """(status, headers, body) for a GET or HEAD of a memoised document: gzip when the
     client accepts it, 304 (or 412 under If-Match) by Werkzeug's RFC 9110 rules.
 
@@ -99,6 +101,7 @@ def answer(environ: WSGIEnvironment, document: Document, cache_seconds: int) -> 
         *NOSNIFF,
         *(CORS if document.content_type in OPEN_TYPES else ()),
         ("Vary", vary),
+        *([("Link", link)] if link else []),
         ("Cache-Control", f"public, max-age={cache_seconds}"),
         ("ETag", etag),
         ("Date", http_date()),
@@ -141,11 +144,11 @@ def is_open(path: str) -> bool:
     return path.startswith("/feeds/") or path == "/feeds.opml"
 
 
-def send(document: Document | None, req: Request, cache_seconds: int) -> Response:
+def send(document: Document | None, req: Request, cache_seconds: int, link: str = "") -> Response:
     """`answer` as a Flask response; 404 if there is no such document."""
     if document is None:
         abort(404)
-    status, headers, body = answer(req.environ, document, cache_seconds)
+    status, headers, body = answer(req.environ, document, cache_seconds, link)
     return Response(body, status, headers)
 
 
@@ -173,7 +176,8 @@ class FeedPolls:
                 document = self.documents.feed(snapshot, key)
                 if document is not None:
                     seconds = feed_max_age(snapshot, key, self.feeds)
-                    status, headers, body = answer(environ, document, seconds)
+                    link = link_header(self.feeds.settings, key)
+                    status, headers, body = answer(environ, document, seconds, link)
                     start_response(_STATUS[status], headers)
                     if environ["REQUEST_METHOD"] != "HEAD":
                         return body
@@ -248,6 +252,15 @@ def feed_key(filename: str, page: int = 1) -> FeedKey | None:
     return FeedKey(feed, format, page, week)
 
 
+def link_header(settings: Settings, key: FeedKey) -> str:
+    """A feed document's `Link` header: its WebSub hubs and itself (the topic a
+    subscriber names)."""
+    own = feed_url(settings, key.name, key.format, key.page, key.archive)
+    return ", ".join(
+        [*(f'<{hub}>; rel="hub"' for hub in settings.websub_hubs), f'<{own}>; rel="self"']
+    )
+
+
 def feed_max_age(snapshot: Snapshot, key: FeedKey, feeds: Store) -> int:
     """How long a feed document may be cached: an archive changes only with its week."""
     longest = archives.ARCHIVE_MAX_AGE if key.archive else feeds.settings.cache_max_age
@@ -262,7 +275,8 @@ def feed(filename: str) -> Response:
         abort(404)
     snapshot = feeds.snapshot()
     document = documents().feed(snapshot, key)
-    return send(document, request, feed_max_age(snapshot, key, feeds))
+    link = link_header(feeds.settings, key)
+    return send(document, request, feed_max_age(snapshot, key, feeds), link)
 
 
 @bp.get("/feeds.opml")

@@ -51,6 +51,7 @@ OTHER_VALUES: dict[str, Any] = {
     "tag_feed_min_items": 3,
     "page_size": 5,
     "icon": "https://other.example.org/icon.png",
+    "websub_hubs": ("https://hub.example.org/",),
     "cache_max_age": 5,
     "cache_dir": Path("/elsewhere/cache"),
 }

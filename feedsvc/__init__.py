@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings, load_settings
@@ -42,9 +43,10 @@ def create_app(
     """
     from flask import Flask
 
-    from feedsvc import config, lifecycle, web, websub
-    from feedsvc.documents import Documents
+    from feedsvc import config, hub, lifecycle, web, websub
+    from feedsvc.documents import Document, Documents
     from feedsvc.feeds import feed_url
+    from feedsvc.model import FeedKey
     from feedsvc.store import Store, system_clock
     from feedsvc.watch import Watcher
 
@@ -78,14 +80,25 @@ def create_app(
     app = Flask(__name__, static_folder=None)
     web.register(app, store, documents)
     after_reload = None
-    if settings.websub_hubs:  # each first page that changes is told to the hubs
+    told: list[Callable[[str, Document], None]] = []  # of each first page that changes
+    if settings.websub_hubs:
         publisher = websub.Publisher(settings.websub_hubs)
-        documents.on_change = lambda key: publisher.changed(
-            feed_url(settings, key.name, key.format)
-        )
+        told.append(lambda topic, _: publisher.changed(topic))
+        app.extensions["feedsvc.publisher"] = publisher
+    if settings.websub_hub:
+        own = hub.Hub(settings, topics=lambda url: _is_topic(app, url))
+        told.append(lambda topic, doc: own.changed(topic, doc.body, doc.content_type))
+        app.extensions["feedsvc.hub"] = own
+    if told:
+
+        def on_change(key: FeedKey, document: Document) -> None:
+            topic = feed_url(settings, key.name, key.format)
+            for tell in told:
+                tell(topic, document)
+
+        documents.on_change = on_change
         documents.render_changed(snapshot)  # the signatures changes are told against
         after_reload = documents.render_changed
-        app.extensions["feedsvc.publisher"] = publisher
     if watch:
         app.extensions["feedsvc.watcher"] = Watcher(store, after_reload=after_reload).start()
     # Fork hooks (feedsvc.lifecycle) run in registration order before a fork and in
@@ -95,6 +108,13 @@ def create_app(
     lifecycle.register(documents)
     lifecycle.register(store)
     return app
+
+
+def _is_topic(app: Flask, url: str) -> bool:
+    from feedsvc import web
+
+    with app.app_context():
+        return web.is_topic(url)
 
 
 def _flask_run() -> tuple[tuple[str, int], str] | None:

@@ -67,6 +67,10 @@ class Settings:
     icon: str = field(default="", metadata=_OUTPUT)
     # WebSub hubs every feed names, and which feedsvc tells of each change of a feed.
     websub_hubs: tuple[str, ...] = field(default=(), metadata=_OUTPUT)
+    # A hub of feedsvc's own at <base_url>/websub (feedsvc.hub), named beside them.
+    websub_hub: bool = field(default=False, metadata=_OUTPUT)
+    # CIDR ranges the hub may call back although they are not public (127.0.0.1/32, say).
+    websub_allowed_callbacks: tuple[str, ...] = field(default=(), metadata=_NOT_OUTPUT)
     # HTTP freshness alone: the response headers, not the bytes.
     cache_max_age: int = field(default=300, metadata=_NOT_OUTPUT)
     # The persistent cache; None: none (load_settings sets one).
@@ -91,6 +95,12 @@ class Settings:
             return self.icon
         suffix = Path(self.icon).suffix.lower() if self.icon else ".png"
         return f"{self.base_url}/icon{'.jpg' if suffix == '.jpeg' else suffix}"
+
+    @property
+    def advertised_hubs(self) -> tuple[str, ...]:
+        """The hubs every feed names: `websub_hubs`, then feedsvc's own if it is on."""
+        own = (self.base_url + "/websub",) if self.websub_hub else ()
+        return (*self.websub_hubs, *own)
 
     def category_name(self, slug: str) -> str:
         """The display name configured for a category, else one made from its slug."""
@@ -251,6 +261,21 @@ def _urls(key: str, value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_base_url(f"{key}[{n}]", url) for n, url in enumerate(value)))
 
 
+def _networks(key: str, value: object) -> tuple[str, ...]:
+    """A TOML list of CIDR ranges, or in the environment ranges separated by commas."""
+    if isinstance(value, str):
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of CIDR ranges such as 10.0.0.0/8, not {value!r}")
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {item!r} is not a CIDR range such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def _categories(key: str, value: object) -> tuple[tuple[str, str], ...]:
     """A TOML table `slug = "Display name"`, or in the environment `slug=Name,slug2`."""
     pairs: list[tuple[str, str]] = []
@@ -288,6 +313,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "page_size": _positive_int,
     "icon": _icon,
     "websub_hubs": _urls,
+    "websub_hub": _boolean,
+    "websub_allowed_callbacks": _networks,
     "cache_max_age": _non_negative_int,
     "cache_dir": lambda key, value: Path(_text(key, value)) if _text(key, value) else None,
 }

@@ -246,7 +246,7 @@ class Documents:
         memo_bytes: int = MEMO_BYTES,
         spill_bytes: int = SPILL_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_change: Callable[[FeedKey], None] | None = None,
+        on_change: Callable[[FeedKey, Document], None] | None = None,
     ) -> None:
         """`current` is the store's newest snapshot: only its documents are rendered off
         the request path. With `refresh_off_requests` (a server's documents) a request
@@ -482,7 +482,7 @@ class Documents:
         if document is not None:
             document, changed = self.dated(path_of(key), document)
             if changed and key.page == 1 and not key.archive and self.on_change is not None:
-                self.on_change(key)
+                self.on_change(key, document)
         state.memo.put(key, document)
         return document
 

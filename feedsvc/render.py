@@ -337,7 +337,7 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     fg.logo(settings.icon_url)  # also RSS's <image>, titled and linked as the channel
     fg._FeedGenerator__rss_lastBuildDate = None  # written by _FeedExtension instead
     fg.feedsvc.updated = view.updated
-    fg.feedsvc.paging = [*(("hub", hub) for hub in settings.websub_hubs),
+    fg.feedsvc.paging = [*(("hub", hub) for hub in settings.advertised_hubs),
                          *_paging_links(view, settings, format)]  # fmt: skip
     fg.feedsvc.history = view.history
     fg.feedsvc.preview = _feed_preview(view, settings, format)
@@ -388,8 +388,8 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         "authors": [{"name": settings.author}],
         "icon": settings.icon_url,
         "favicon": settings.icon_url,
-        **({"hubs": [{"type": "WebSub", "url": hub} for hub in settings.websub_hubs]}
-           if settings.websub_hubs else {}),
+        **({"hubs": [{"type": "WebSub", "url": hub} for hub in settings.advertised_hubs]}
+           if settings.advertised_hubs else {}),
     }  # fmt: skip
     if view.page < view.last_page and not view.history.archive:
         feed["next_url"] = feed_url(settings, view.name, "json", view.page + 1)

@@ -17,6 +17,7 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import unquote
 
 from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
 from werkzeug.datastructures import Accept
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from feedsvc import archives, faults, render, weekly
+from feedsvc import hub as hub_module
 from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
 from feedsvc.feeds import TAG_PREFIX, feed_url, list_page_path
@@ -256,9 +258,8 @@ def link_header(settings: Settings, key: FeedKey) -> str:
     """A feed document's `Link` header: its WebSub hubs and itself (the topic a
     subscriber names)."""
     own = feed_url(settings, key.name, key.format, key.page, key.archive)
-    return ", ".join(
-        [*(f'<{hub}>; rel="hub"' for hub in settings.websub_hubs), f'<{own}>; rel="self"']
-    )
+    hubs = (f'<{hub}>; rel="hub"' for hub in settings.advertised_hubs)
+    return ", ".join([*hubs, f'<{own}>; rel="self"'])
 
 
 def feed_max_age(snapshot: Snapshot, key: FeedKey, feeds: Store) -> int:
@@ -525,6 +526,31 @@ def feed_css() -> Response:
     return send_asset(FEED_CSS, "text/css; charset=utf-8")
 
 
+def is_topic(url: str) -> bool:
+    """Whether `url` is a live feed of the current snapshot (what the hub serves)."""
+    base = settings().base_url + "/feeds/"
+    if not url.startswith(base) or "?" in url or "#" in url:
+        return False
+    key = feed_key(unquote(url[len(base) :]))
+    return key is not None and not key.archive and key.name in store().snapshot().feeds
+
+
+@bp.post(hub_module.PATH)
+def websub_hub() -> Response:
+    """The built-in WebSub hub's subscription endpoint (feedsvc.hub)."""
+    hub: hub_module.Hub | None = current_app.extensions.get("feedsvc.hub")
+    if hub is None:
+        abort(404)
+    if (request.content_length or 0) > HUB_FORM_BYTES:
+        abort(413)
+    form = hub_module.parse_form(request.get_data(cache=False)[:HUB_FORM_BYTES])
+    status, text = hub.request(form)
+    return Response(text, status=status, content_type=PLAIN, headers=NOSNIFF)
+
+
+HUB_FORM_BYTES = 16 * 1024
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
     feeds = store()
@@ -532,7 +558,7 @@ def healthz() -> Response:
     problems = feeds.problems(snapshot)
     errors = [p for p in problems if p.severity == "error"]
     failure = feeds.failure
-    body = {
+    body: dict[str, object] = {
         # "failing": the last reload failed as a whole, so changes to the folder are not
         # published; what was published before is still served.
         "status": "ok" if failure is None else "failing",
@@ -551,6 +577,9 @@ def healthz() -> Response:
             "error": failure.message if failure else None,
         },
     }
+    own_hub: hub_module.Hub | None = current_app.extensions.get("feedsvc.hub")
+    if own_hub is not None:
+        body["hub"] = {"subscriptions": own_hub.count()}
     response = Response(json.dumps(body) + "\n", content_type="application/json", headers=NOSNIFF)
     response.cache_control.no_store = True
     return response

@@ -102,6 +102,9 @@ class Publisher:
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
         lifecycle.unregister(self)
 
     def _run(self) -> None:

@@ -31,12 +31,16 @@ class Server:
     access_log: Path
 
     def request(
-        self, path: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+        self,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request on a new connection, so that any worker may answer it."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            connection.request(method, path, headers=dict(headers or {}))
+            connection.request(method, path, body=body, headers=dict(headers or {}))
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:

@@ -52,10 +52,12 @@ OTHER_VALUES: dict[str, Any] = {
     "page_size": 5,
     "icon": "https://other.example.org/icon.png",
     "websub_hubs": ("https://hub.example.org/",),
+    "websub_hub": True,
+    "websub_allowed_callbacks": ("10.0.0.0/8",),
     "cache_max_age": 5,
     "cache_dir": Path("/elsewhere/cache"),
 }
-NOT_OUTPUT = {"items_dir", "cache_max_age", "cache_dir"}
+NOT_OUTPUT = {"items_dir", "cache_max_age", "cache_dir", "websub_allowed_callbacks"}
 
 
 def test_every_setting_is_classified() -> None:

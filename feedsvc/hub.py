@@ -25,6 +25,7 @@ per topic and per callback host.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import hmac
@@ -60,7 +61,7 @@ LEASE_BOUNDS = (3_600, 30 * 86_400)
 MAX_SECRET = 199  # bytes (the Recommendation: less than 200)
 MAX_PER_TOPIC = 1_000
 MAX_PER_HOST = 100  # subscriptions whose callbacks are on one host
-TIMEOUT = 10.0  # seconds for one outbound request (connect, then each read)
+TIMEOUT = 10.0  # seconds for one outbound request, all of it (connect, send, answer)
 MAX_ANSWER = 64 * 1024  # bytes of a callback's answer read, at most
 MAX_REDIRECTS = 3
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -123,8 +124,8 @@ class Answer:
 class _Pinned(http.client.HTTPConnection):
     """A connection to the address that was checked, not to a second lookup's."""
 
-    def __init__(self, host: str, port: int, address: str) -> None:
-        super().__init__(host, port, timeout=TIMEOUT)
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
         self.address = address
 
     def connect(self) -> None:
@@ -132,13 +133,22 @@ class _Pinned(http.client.HTTPConnection):
 
 
 class _PinnedTLS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str) -> None:
-        super().__init__(host, port, timeout=TIMEOUT, context=ssl.create_default_context())
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self.address = address
 
     def connect(self) -> None:
         raw = socket.create_connection((self.address, self.port), self.timeout)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _cut(connection: http.client.HTTPConnection) -> None:
+    """End a connection's reads and writes now, from another thread (a plain close
+    leaves the socket open while the response still reads from it)."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def fetch(
@@ -147,14 +157,19 @@ def fetch(
     allowed: Sequence[Network],
     body: bytes = b"",
     headers: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
 ) -> Answer:
-    """One outbound request to a callback, with the checks above; Refused or OSError
-    when it cannot be made."""
+    """One outbound request to a callback, with the checks above, over within `timeout`
+    seconds; Refused or OSError (TimeoutError past the time) when it cannot be made."""
     for _ in range(MAX_REDIRECTS + 1):
         scheme, host, port = check_url(url)
         address = resolve(host, port, allowed)
         connection_class = _PinnedTLS if scheme == "https" else _Pinned
-        connection = connection_class(host, port, address)
+        connection = connection_class(host, port, address, timeout)
+        # A peer that answers a byte at a time would pass every socket timeout: past
+        # `timeout` in all, the connection is closed under the request.
+        deadline = threading.Timer(timeout, _cut, (connection,))
+        deadline.start()
         try:
             parts = urlsplit(url)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -162,7 +177,12 @@ def fetch(
             response = connection.getresponse()
             data = response.read(MAX_ANSWER)
             location = response.getheader("Location")
+        except (OSError, ValueError, AttributeError, http.client.HTTPException) as error:
+            if deadline.is_alive():  # not the deadline: the peer's own failure
+                raise
+            raise TimeoutError(f"{host} took longer than {timeout:g} s") from error
         finally:
+            deadline.cancel()
             connection.close()
         if response.status in (301, 302, 303, 307, 308) and location:
             url = urljoin(url, location)  # checked again at the top of the loop

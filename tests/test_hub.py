@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -293,3 +294,32 @@ def test_a_lease_ends_and_a_subscription_with_it(tmp_path: Path) -> None:
         assert own.subscribers("https://news.example.org/feeds/all.atom") == []
     finally:
         own.stop()
+
+
+def test_a_callback_that_answers_a_byte_at_a_time_is_cut_off() -> None:
+    """Every byte in time for the socket's timeout, but the whole far too slow."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 200:
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/cb"
+        with pytest.raises(TimeoutError):
+            hub.fetch("GET", url, LOCAL, timeout=1.0)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

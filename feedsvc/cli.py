@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,7 +24,10 @@ from feedsvc.config import (
     unknown_variables,
 )
 from feedsvc.errors import ConfigError
-from feedsvc.model import RESERVED_NAMES, is_valid_name
+from feedsvc.model import RESERVED_NAMES, Snapshot, is_valid_name
+
+if TYPE_CHECKING:
+    from feedsvc.store import Store
 
 # The store, the app and their libraries are imported by the commands that use them:
 # `serve` replaces this process with gunicorn, which imports them itself, and importing
@@ -128,6 +132,13 @@ def check(items_dir: Path | None, output: str) -> None:
         store.render_bodies()
     # The bodies' problems (what the sanitiser removed, a body that cannot be read) are
     # found by rendering them, after the snapshot was built.
+    errors, _ = _report(settings, store, snapshot, output)
+    sys.exit(1 if errors else 0)
+
+
+def _report(settings: Settings, store: Store, snapshot: Snapshot, output: str) -> tuple[int, int]:
+    """Print every problem of `snapshot` (and those found since) and a summary line, as
+    text or JSON; (errors, warnings)."""
     problems = sorted(store.problems(snapshot), key=lambda p: (p.path, p.line or 0))
     errors = sum(1 for p in problems if p.severity == "error")
     if output == "json":
@@ -156,7 +167,7 @@ def check(items_dir: Path | None, output: str) -> None:
             f"{errors} error{'s' * (errors != 1)}, "
             f"{len(problems) - errors} warning{'s' * (len(problems) - errors != 1)}"
         )
-    sys.exit(1 if errors else 0)
+    return errors, len(problems) - errors
 
 
 def _categories(settings: Settings) -> list[str]:
@@ -325,8 +336,12 @@ def publish(file: Path) -> None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
-def build(out_dir: Path) -> None:
-    """Write every feed, page and the OPML as static files (plus .gz), as the server sends them."""
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+def build(out_dir: Path, strict: bool) -> None:
+    """Write every feed, page and the OPML as static files (plus .gz), as the server
+    sends them; list the problems as `check` does. The good items are written whatever
+    the problems; the exit status is 1 if there were errors (or, with --strict, any
+    problem)."""
     from feedsvc import create_app
     from feedsvc.static import export
 
@@ -334,6 +349,14 @@ def build(out_dir: Path) -> None:
     warning = loopback_warning(settings)
     if warning:
         click.echo(f"warning: {warning}", err=True)
+    logging.getLogger("feedsvc").addHandler(logging.NullHandler())
+    logging.getLogger("feedsvc").propagate = False  # the report below says it all once
     app = create_app(settings, watch=False)
+    store: Store = app.extensions["feedsvc"]
     written = export(app, out_dir)
-    click.echo(f"wrote {written} files to {out_dir}")
+    errors, warnings = _report(settings, store, store.snapshot(), "text")
+    click.echo(
+        f"{written.changed} files written, {written.kept} unchanged, "
+        f"{written.removed} removed in {out_dir}"
+    )
+    sys.exit(1 if errors or (strict and warnings) else 0)

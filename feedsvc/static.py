@@ -6,8 +6,12 @@ the server sends; docs/deploy.md has the nginx configuration that serves them.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -62,20 +66,86 @@ def file_for(url: str) -> str:
     return path.lstrip("/") + ".html"
 
 
-def export(app: Flask, out_dir: Path) -> int:
-    """Write every document and its gzip sibling under `out_dir`; return the file count."""
+MANIFEST = ".feedsvc-build"  # the files the last build wrote, one path a line
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a build did to its folder."""
+
+    changed: int  # files written (new, or with other bytes than before)
+    kept: int  # files already there with the same bytes: not touched, mtime and all
+    removed: int  # files an earlier build wrote whose document is gone
+
+
+def export(app: Flask, out_dir: Path) -> Written:
+    """Write every document and its gzip sibling under `out_dir`.
+
+    A rebuild into the same folder leaves a file whose bytes did not change untouched,
+    writes each changed one atomically (a reader of the folder never sees half a file),
+    and removes the files an earlier build wrote that no document has now (and only
+    those: the manifest lists them, so other files in the folder are left alone).
+    """
     store: Store = app.extensions["feedsvc"]
     client = app.test_client()
-    written = 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST
+    try:
+        before = set(manifest.read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        before = set()
+    files: set[str] = set()
+    changed = kept = 0
     for url in urls(store.snapshot(), store.settings):
         # One request: the gzip representation the server sends, and the plain bytes it
         # was compressed from (decompressing gives them back exactly).
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
         if zipped.status_code != 200:
             raise RuntimeError(f"{url} answered {zipped.status_code}; nothing can be exported")
-        target = out_dir / file_for(url)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(gzip.decompress(zipped.data))
-        target.with_name(target.name + ".gz").write_bytes(zipped.data)
-        written += 2
-    return written
+        name = file_for(url)
+        for relative, data in ((name, gzip.decompress(zipped.data)), (name + ".gz", zipped.data)):
+            files.add(relative)
+            if _write(out_dir / relative, data):
+                changed += 1
+            else:
+                kept += 1
+    removed = 0
+    for relative in sorted(before - files):
+        gone = out_dir / relative
+        if gone.is_file() and out_dir.resolve() in gone.resolve().parents:
+            gone.unlink()
+            removed += 1
+            _prune_folders(gone.parent, out_dir)
+    _write(manifest, "".join(f"{relative}\n" for relative in sorted(files)).encode())
+    return Written(changed, kept, removed)
+
+
+def _write(target: Path, data: bytes) -> bool:
+    """Put `data` at `target` unless it is there already; whether it wrote."""
+    try:
+        if target.stat().st_size == len(data) and target.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # not there (or unreadable): write it
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def _prune_folders(folder: Path, top: Path) -> None:
+    """Remove `folder` and its parents up to `top` while they are empty."""
+    while folder != top and top in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

@@ -73,12 +73,22 @@ def registry(
 
 
 def feed_path(name: str, format: str, page: int = 1, archive: str = "") -> str:
-    """A feed page's path: the first page has no query, so that it has one URL; an
-    archive (a week's, feedsvc.archives) is a file under the feed's name."""
+    """A feed page's path: the first page at the feed's own name, later ones and
+    archives (a week's, feedsvc.archives) as files under it, never a query."""
     if archive:
         return f"/feeds/{quote(name)}/{archive}.{format}"
-    query = f"?page={page}" if page > 1 else ""
-    return f"/feeds/{quote(name)}.{format}{query}"
+    if page > 1:  # a file of its own, so that a static host serves it as it is
+        return f"/feeds/{quote(name)}/page/{page}.{format}"
+    return f"/feeds/{quote(name)}.{format}"
+
+
+def split_page(name: str) -> tuple[str, int | None]:
+    """A feed document's name as (feed, page) when it names a page (`all/page/2`);
+    (name, None) when it does not."""
+    feed, slash, number = name.rpartition("/page/")
+    if slash and feed and number.isascii() and number.isdigit() and not number.startswith("0"):
+        return feed, int(number)
+    return name, None
 
 
 def list_page_path(first: str, page: int) -> str:

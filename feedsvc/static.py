@@ -53,14 +53,11 @@ def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
 
 
 def file_for(url: str) -> str:
-    """Where a URL is stored: `/` is index.html, `?page=N` goes into the name, pages get .html."""
-    path, _, query = url.partition("?")
-    path = unquote(path)  # a tag's slug may hold letters of any script
+    """Where a URL is stored: a folder's URL (`/`, `/weekly/`) is its index.html, a feed
+    document is a file of its own name, another page gets .html."""
+    path = unquote(url)  # a tag's slug may hold letters of any script
     if path.endswith("/"):
         return path.lstrip("/") + "index.html"
-    if query.startswith("page="):
-        stem, _, extension = path.rpartition(".")
-        return f"{stem.lstrip('/')}.page-{query.removeprefix('page=')}.{extension}"
     if path.startswith("/feeds"):
         return path.lstrip("/")
     return path.lstrip("/") + ".html"

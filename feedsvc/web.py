@@ -36,7 +36,7 @@ from feedsvc import archives, faults, render, weekly
 from feedsvc import hub as hub_module
 from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
-from feedsvc.feeds import TAG_PREFIX, feed_url, list_page_path
+from feedsvc.feeds import TAG_PREFIX, feed_path, feed_url, list_page_path, split_page
 from feedsvc.model import Content, FeedKey, Snapshot, tag_path, tag_slug
 from feedsvc.store import Clock, Store
 
@@ -209,16 +209,6 @@ def _close(body: Iterable[bytes]) -> None:
 _STATUS = {code: f"{code} {HTTP_STATUS_CODES[code]}" for code in (200, 304, 412)}
 
 
-def page_number() -> int:
-    """`?page=N` with N a positive whole number; anything else is 404."""
-    if not request.query_string:  # the common case: skip parsing the query
-        return 1
-    value = request.args.get("page", "1")
-    if not value.isdigit() or not value.isascii() or int(value) < 1:
-        abort(404)
-    return int(value)
-
-
 def send_page(
     snapshot: Snapshot,
     template: str,
@@ -242,16 +232,18 @@ def send_page(
 # -- routes -----------------------------------------------------------------------------
 
 
-def feed_key(filename: str, page: int = 1) -> FeedKey | None:
-    """The feed document a path under /feeds/ names (a page, or an archive); None if it
-    names no format."""
+def feed_key(filename: str) -> FeedKey | None:
+    """The feed document a path under /feeds/ names: a page (`all.atom`,
+    `all/page/2.atom`) or an archive (`all/2020-W40.atom`); None if it names no format
+    or no page (a page 1 of its own, `all/page/1.atom`, is not one: `all.atom` is)."""
     name, _, format = filename.rpartition(".")
     if format not in render.FORMATS:
         return None
+    feed, page = split_page(name)
+    if page is not None:
+        return FeedKey(feed, format, page) if page > 1 else None
     feed, week = archives.split(name)
-    if week and page != 1:
-        return None
-    return FeedKey(feed, format, page, week)
+    return FeedKey(feed, format, 1, week)
 
 
 def link_header(settings: Settings, key: FeedKey) -> str:
@@ -271,9 +263,14 @@ def feed_max_age(snapshot: Snapshot, key: FeedKey, feeds: Store) -> int:
 @bp.get("/feeds/<path:filename>")
 def feed(filename: str) -> Response:
     feeds = store()
-    key = feed_key(filename, page_number())
+    key = feed_key(filename)
     if key is None:
         abort(404)
+    if request.query_string:  # `?page=N`, as feed pages were once named: their path now
+        asked = request.args.get("page", "1")
+        if key.page != 1 or key.archive or not asked.isascii() or not asked.isdigit():
+            abort(404)
+        return redirect_to(feed_path(key.name, key.format, max(1, int(asked))))
     snapshot = feeds.snapshot()
     document = documents().feed(snapshot, key)
     link = link_header(feeds.settings, key)

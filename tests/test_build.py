@@ -67,7 +67,7 @@ def test_an_edit_rewrites_only_the_files_that_show_the_item(site: Site, runner: 
     assert build(runner).exit_code == 0
     rewritten = {name for name, mtime in files(out).items() if mtime != OLD}
     assert "items/news/story-4.html" in rewritten
-    assert "feeds/all.page-2.atom" in rewritten  # Story 4 is on the second page of three
+    assert "feeds/all/page/2.atom" in rewritten  # Story 4 is on the second page of three
     assert "feeds/sport.atom" not in rewritten and "items/news/story-8.html" not in rewritten
     assert "feeds/all.atom" not in rewritten, "the first page shows stories 9 to 7"
     assert len(rewritten) < len(files(out)) / 2

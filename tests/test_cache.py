@@ -746,7 +746,7 @@ def test_only_first_pages_are_kept_on_disk(site: Site) -> None:
     before = count_rows(site, "documents")
     assert before == 9  # all, weekly, news x RSS, Atom, JSON
     client = app.test_client()
-    assert feedparser.parse(client.get("/feeds/all.atom?page=2").data).entries
+    assert feedparser.parse(client.get("/feeds/all/page/2.atom").data).entries
     assert count_rows(site, "documents") == before
 
 

@@ -226,7 +226,7 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     client = app.test_client()
     store = app.extensions["feedsvc"]
     every = list(urls(store.snapshot(), store.settings))
-    assert "/feeds/news.atom?page=3" in every
+    assert "/feeds/news/page/3.atom" in every
     assert "/items/news/story" in every
     assert "/weekly/2020-W36" in every
     for url in every:
@@ -248,7 +248,8 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
         ("/weekly/2020-W40", "weekly/2020-W40.html"),
         ("/items/news/story", "items/news/story.html"),
         ("/feeds/all.atom", "feeds/all.atom"),
-        ("/feeds/all.atom?page=2", "feeds/all.page-2.atom"),
+        ("/feeds/all/page/2.atom", "feeds/all/page/2.atom"),
+        ("/feeds/tags/caf%C3%A9/2020-W40.json", "feeds/tags/café/2020-W40.json"),
         ("/feeds.opml", "feeds.opml"),
     ],
 )

@@ -106,7 +106,7 @@ def test_nginx_serves_the_export_with_the_right_types_and_bytes(
     port, public, site = nginx
     store = site.app(feed_size=2).extensions["feedsvc"]
     every = list(urls(store.snapshot(), store.settings))
-    assert "/feeds/news.atom?page=3" in every
+    assert "/feeds/news/page/3.atom" in every
     for url in every:
         file = public / file_for(url)
         status, headers, body = get(port, url)
@@ -124,6 +124,5 @@ def test_nginx_answers_404_for_what_the_export_does_not_have(
     nginx: tuple[int, Path, Site],
 ) -> None:
     port, _, _ = nginx
-    for url in ("/feeds/news.atom?page=9", "/items/news/nope", "/feeds/nope.rss"):
+    for url in ("/feeds/news/page/9.atom", "/items/news/nope", "/feeds/nope.rss"):
         assert get(port, url)[0] == 404, url
-    assert get(port, "/feeds/news.atom?page=1")[2] == get(port, "/feeds/news.atom")[2]

@@ -26,7 +26,6 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -168,13 +167,16 @@ class Crawler:
         first = f"/feeds/{name}.atom"
         last = 1
         for link in strict_xml(self.get(first), first).iter(ATOM_LINK):
-            if link.get("rel") == "last":
-                last = int(parse_qs(urlsplit(link.get("href", "")).query).get("page", ["1"])[0])
+            if link.get("rel") == "last":  # …/<name>/page/<last>.atom
+                last = int(link.get("href", "").rsplit("/", 1)[1].removesuffix(".atom"))
         entries: list[dict[str, Any]] = []
         for number in range(1, last + 1):
-            query = f"?page={number}" if number > 1 else ""
             for format in FORMATS:
-                path = f"/feeds/{name}.{format}{query}"
+                path = (
+                    f"/feeds/{name}/page/{number}.{format}"
+                    if number > 1
+                    else f"/feeds/{name}.{format}"
+                )
                 body = self.get(path)
                 if format == "json":
                     document = strict_json(body, path)
@@ -185,7 +187,7 @@ class Crawler:
                 else:
                     root = strict_xml(body, path)
                     assert root.tag in ("rss", "{http://www.w3.org/2005/Atom}feed"), root.tag
-        self.get(f"/feeds/{name}.json?page={last + 1}", listed=False)
+        self.get(f"/feeds/{name}/page/{last + 1}.json", listed=False)
         return entries
 
     def everything(self) -> list[dict[str, Any]]:

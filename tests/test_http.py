@@ -12,6 +12,7 @@ import pytest
 from flask import request
 from flask.testing import FlaskClient
 from lxml import etree
+from werkzeug.test import Client
 from werkzeug.test import TestResponse as Response
 
 from feedsvc.model import FeedKey
@@ -227,7 +228,7 @@ def test_paging_links_lead_to_the_oldest_entry_and_back(paged: FlaskClient, fmt:
         titles += [e.title for e in parsed.entries]
         rels = links(parsed)
         assert rels["first"] == f"https://news.example.org/feeds/retail.{fmt}"
-        assert rels["last"] == f"https://news.example.org/feeds/retail.{fmt}?page=3"
+        assert rels["last"] == f"https://news.example.org/feeds/retail/page/3.{fmt}"
         url = rels.get("next", "")
     assert titles == [f"Story {day}" for day in range(7, 0, -1)]
     back = []
@@ -240,7 +241,7 @@ def test_paging_links_lead_to_the_oldest_entry_and_back(paged: FlaskClient, fmt:
 
 
 def test_atom_paging_links_use_the_default_namespace(paged: FlaskClient) -> None:
-    body = paged.get("/feeds/retail.atom?page=2").data
+    body = paged.get("/feeds/retail/page/2.atom").data
     root = etree.fromstring(body)
     rels = [link.get("rel") for link in root.findall("{http://www.w3.org/2005/Atom}link")]
     assert rels == ["self", "alternate", "first", "last", "previous", "next"]
@@ -255,13 +256,42 @@ def test_json_feed_pages_with_next_url(paged: FlaskClient) -> None:
     assert [len(p["items"]) for p in (first, second, third)] == [3, 3, 1]
 
 
-def test_first_page_is_the_feed_itself(paged: FlaskClient) -> None:
-    assert paged.get("/feeds/retail.atom?page=1").data == paged.get("/feeds/retail.atom").data
+@pytest.mark.parametrize(
+    ("asked", "path"),
+    [
+        ("/feeds/retail.atom?page=1", "/feeds/retail.atom"),
+        ("/feeds/retail.atom?page=2", "/feeds/retail/page/2.atom"),
+        ("/feeds/retail.json?page=3", "/feeds/retail/page/3.json"),
+        ("/feeds/retail.atom?utm_source=x", "/feeds/retail.atom"),
+    ],
+)
+def test_a_page_asked_by_its_old_query_is_sent_to_its_path(
+    paged: FlaskClient, asked: str, path: str
+) -> None:
+    response = paged.get(asked)
+    assert (response.status_code, response.headers["Location"]) == (
+        301,
+        "https://news.example.org" + path,
+    )
+    assert paged.get(path).status_code == 200
 
 
-@pytest.mark.parametrize("page", ["4", "0", "-1", "two", "1.5", "٣"])
-def test_pages_past_the_end_or_malformed_are_404(paged: FlaskClient, page: str) -> None:
-    assert paged.get(f"/feeds/retail.atom?page={page}").status_code == 404
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/feeds/retail/page/4.atom",
+        "/feeds/retail/page/1.atom",  # the first page is the feed itself
+        "/feeds/retail/page/0.atom",
+        "/feeds/retail/page/02.atom",
+        "/feeds/retail/page/-1.atom",
+        "/feeds/retail/page/two.atom",
+        "/feeds/retail/page/٣.atom",
+        "/feeds/retail.atom?page=two",
+        "/feeds/retail/page/2.atom?page=3",
+    ],
+)
+def test_pages_past_the_end_or_malformed_are_404(paged: FlaskClient, path: str) -> None:
+    assert paged.get(path).status_code == 404
 
 
 def test_a_feed_that_fits_on_one_page_has_no_paging_links(client: FlaskClient) -> None:
@@ -346,7 +376,7 @@ def test_a_page_past_the_first_is_rendered_once_on_request(paged: FlaskClient) -
     documents = paged.application.extensions["feedsvc.documents"]
     before = documents.render_count
     for _ in range(3):
-        assert paged.get("/feeds/all.atom?page=2").status_code == 200
+        assert paged.get("/feeds/all/page/2.atom").status_code == 200
     assert documents.render_count == before + 1
 
 
@@ -415,8 +445,10 @@ def test_polls_skip_flask_and_get_exactly_the_routes_answer(
     through_flask: list[str] = []
     app.before_request(lambda: through_flask.append(request.path))  # type: ignore[func-returns-value]
     fast = client.open(url, method=method, headers=headers)
-    routed = client.open(url + "?page=1", method=method, headers=headers)  # a query: Flask
-    assert through_flask == [url], "the poll never reached Flask; the paged request did"
+    assert through_flask == [], "the poll never reached Flask"
+    flask_alone = Client(app.wsgi_app.app, Response)  # type: ignore[attr-defined]
+    routed = flask_alone.open(url, method=method, headers=headers)
+    assert through_flask == [url]
     assert (fast.status_code, fast.data) == (routed.status_code, routed.data)
     assert fast.status_code in (200, 304, 412)
 

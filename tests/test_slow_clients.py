@@ -33,7 +33,7 @@ from tests.server import TOP, Server, running_server
 IDLE, SLOW = 64, 32
 ANSWER_WITHIN = 2.0  # seconds: the client's timeout on each ordinary request
 REQUESTS_FOR = 6.0  # seconds of ordinary requests, well inside the 10 s header timeout
-FEEDS = ("/feeds/all.atom", "/feeds/all.rss", "/feeds/weekly.atom", "/feeds/all.atom?page=1")
+FEEDS = ("/feeds/all.atom", "/feeds/all.rss", "/feeds/weekly.atom", "/feeds/weekly.rss")
 #: A request head that never ends: its last header's value goes on for ever.
 ENDLESS_HEAD = b"GET /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import heapq
 import hmac
 import http.client
 import ipaddress
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
-from feedsvc import lifecycle
+from feedsvc import websub
 from feedsvc.config import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ MAX_PER_HOST = 100  # subscriptions whose callbacks are on one host
 TIMEOUT = 10.0  # seconds for one outbound request, all of it (connect, send, answer)
 MAX_ANSWER = 64 * 1024  # bytes of a callback's answer read, at most
 MAX_REDIRECTS = 3
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+RETRY_DELAYS = websub.RETRY_DELAYS
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -142,9 +141,10 @@ class _PinnedTLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
     """End a connection's reads and writes now, from another thread (a plain close
     leaves the socket open while the response still reads from it)."""
+    cut.set()
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed
@@ -168,7 +168,8 @@ def fetch(
         connection = connection_class(host, port, address, timeout)
         # A peer that answers a byte at a time would pass every socket timeout: past
         # `timeout` in all, the connection is closed under the request.
-        deadline = threading.Timer(timeout, _cut, (connection,))
+        cut = threading.Event()
+        deadline = threading.Timer(timeout, _cut, (connection, cut))
         deadline.start()
         try:
             parts = urlsplit(url)
@@ -178,7 +179,7 @@ def fetch(
             data = response.read(MAX_ANSWER)
             location = response.getheader("Location")
         except (OSError, ValueError, AttributeError, http.client.HTTPException) as error:
-            if deadline.is_alive():  # not the deadline: the peer's own failure
+            if not cut.is_set():  # not the deadline: the peer's own failure
                 raise
             raise TimeoutError(f"{host} took longer than {timeout:g} s") from error
         finally:
@@ -234,21 +235,12 @@ class Hub:
         with self._db() as db:
             db.executescript(SCHEMA)
         self.delivered = 0
-        self._reset()
-        lifecycle.register(self)
+        self.queue = websub.Retrying("feedsvc-hub", delays)
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         return db
-
-    def _reset(self) -> None:
-        self._condition = threading.Condition()
-        self._due: list[tuple[float, int, int, Callable[[], bool], str]] = []
-        self._count = 0
-        self._busy = 0
-        self._thread: threading.Thread | None = None
-        self._stopped = False
 
     # -- requests from subscribers ----------------------------------------------------
 
@@ -259,7 +251,7 @@ class Hub:
             checked = self._check(form)
         except Refused as error:
             return 400 if "must" in str(error) else 403, f"{error}\n"
-        self._later(lambda: self._verify(checked), f"verify {checked.callback}")
+        self.queue.add(lambda: self._verify(checked), f"websub hub: verifying {checked.callback}")
         return 202, "Accepted: the callback will be asked to confirm.\n"
 
     def _check(self, form: dict[str, str]) -> Request:
@@ -394,73 +386,13 @@ class Hub:
                     return True
                 return False
 
-            self._later(deliver, f"deliver {topic} to {callback}")
-
-    # -- the thread that makes outbound requests -------------------------------------
-
-    def _later(
-        self, task: Callable[[], bool], what: str, attempt: int = 0, delay: float = 0.0
-    ) -> None:
-        with self._condition:
-            self._count += 1
-            heapq.heappush(self._due, (time.monotonic() + delay, self._count, attempt, task, what))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="feedsvc-hub", daemon=True)
-                self._thread.start()
-            self._condition.notify_all()
+            self.queue.add(deliver, f"websub hub: {topic} to {callback}")
 
     def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while self._due or self._busy:
-                if not self._condition.wait(max(0.0, deadline - time.monotonic())):
-                    return False
-        return True
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                while not self._stopped and (not self._due or self._due[0][0] > time.monotonic()):
-                    self._condition.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                if self._stopped:
-                    return
-                _, _, attempt, task, what = heapq.heappop(self._due)
-                self._busy += 1
-            try:
-                done = task()
-            except (OSError, http.client.HTTPException) as error:
-                log.info("websub: %s: %s", what, error)
-                done = False
-            except Exception:
-                log.exception("websub: %s", what)
-                done = True
-            with self._condition:
-                self._busy -= 1
-                self._condition.notify_all()
-            if not done:
-                if attempt < len(self.delays):
-                    self._later(task, what, attempt + 1, self.delays[attempt])
-                else:
-                    log.warning("websub: %s: given up", what)
+        return self.queue.wait_idle(timeout)
 
     def stop(self) -> None:
-        """End the thread (what is queued is dropped) and follow no more forks."""
-        with self._condition:
-            self._stopped = True
-            self._condition.notify_all()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
-        lifecycle.unregister(self)
-
-    # -- forking (lifecycle.ForkAware) -------------------------------------------------------
-
-    def before_fork(self) -> None:
-        """Nothing to hold: the database is opened for each use."""
-
-    def after_fork(self, child: bool) -> None:
-        if child:
-            self._reset()
+        self.queue.stop()
 
 
 def parse_form(data: bytes) -> dict[str, str]:

@@ -7,7 +7,8 @@ cache decides: `Cache.modified`), whether a file event, a scheduled item coming 
 week closing made it. A thread of its own then sends each hub one publish request per
 topic (`hub.mode=publish`, `hub.url=<topic>`, form-encoded), never on a request's path;
 a hub that fails or does not answer is asked again after 1, 2, 4, 8 and 16 seconds,
-then given up on with a warning. A topic already waiting for a hub is not queued twice.
+then given up on with a warning (`Retrying`, which the built-in hub's requests use too).
+A topic already waiting for a hub is not queued twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 from feedsvc import lifecycle
 
@@ -46,49 +49,53 @@ def post_publish(hub: str, topic: str) -> int:
         return int(error.code)
 
 
-class Publisher:
-    """A queue of publish requests and the thread that sends them (see the module)."""
+class Retrying:
+    """A thread of its own that runs tasks (outbound requests) off the request path: a
+    task that returns False, or raises, is run again after each of `delays` in turn, then
+    given up on with a warning. A task whose `key` is already waiting is not queued
+    twice. A forked child starts with an empty queue (the parent's stays the parent's).
+    """
 
     def __init__(
         self,
-        hubs: Sequence[str],
-        *,
-        send: Send = post_publish,
+        name: str,
         delays: Sequence[float] = RETRY_DELAYS,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.hubs = tuple(hubs)
-        self.send = send
+        self.name = name
         self.delays = tuple(delays)
         self.now = now
-        self.sent = 0  # publish requests a hub accepted
         self._reset()
         lifecycle.register(self)
 
     def _reset(self) -> None:
         self._condition = threading.Condition()
-        self._due: list[tuple[float, int, str, str]] = []  # (when, attempt, hub, topic)
-        self._waiting: set[tuple[str, str]] = set()
-        self._busy = 0  # requests being sent
+        self._due: list[tuple[float, int, int, Task]] = []  # (when, order, attempt, task)
+        self._order = 0
+        self._waiting: set[Hashable] = set()
+        self._busy = 0  # tasks running
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def changed(self, topic: str) -> None:
-        """Tell every hub that `topic` changed (soon, from the thread)."""
+    def add(self, run: Callable[[], bool], what: str, key: Hashable = None) -> None:
+        """Run `run()` soon; `what` names it in the log."""
         with self._condition:
-            for hub in self.hubs:
-                if (hub, topic) not in self._waiting:
-                    self._waiting.add((hub, topic))
-                    heapq.heappush(self._due, (self.now(), 0, hub, topic))
+            if key is not None:
+                if key in self._waiting:
+                    return
+                self._waiting.add(key)
+            self._push(Task(run, what, key), 0, 0.0)
             if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(
-                    target=self._run, name="feedsvc-websub", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-            self._condition.notify_all()
+
+    def _push(self, task: Task, attempt: int, delay: float) -> None:
+        self._order += 1
+        heapq.heappush(self._due, (self.now() + delay, self._order, attempt, task))
+        self._condition.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Until nothing is queued or being sent (for tests and a clean stop)."""
+        """Until nothing is queued or running (for tests and a clean stop)."""
         deadline = time.monotonic() + timeout
         with self._condition:
             while self._due or self._busy:
@@ -99,6 +106,7 @@ class Publisher:
         return True
 
     def stop(self) -> None:
+        """End the thread (what is queued is dropped) and follow no more forks."""
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
@@ -111,36 +119,78 @@ class Publisher:
         while True:
             with self._condition:
                 while not self._stopped and (not self._due or self._due[0][0] > self.now()):
-                    wait = self._due[0][0] - self.now() if self._due else None
-                    self._condition.wait(wait)
+                    self._condition.wait(self._due[0][0] - self.now() if self._due else None)
                 if self._stopped:
                     return
-                _, attempt, hub, topic = heapq.heappop(self._due)
-                self._waiting.discard((hub, topic))
+                _, _, attempt, task = heapq.heappop(self._due)
                 self._busy += 1
             try:
-                status: int | str = self.send(hub, topic)
+                done = task.run()
             except Exception as error:  # no answer: refused, timed out, a bad address
-                status = f"{type(error).__name__}: {error}"
+                log.info("%s: %s: %s", task.what, type(error).__name__, error)
+                done = False
             with self._condition:
                 self._busy -= 1
-                if isinstance(status, int) and 200 <= status < 300:
-                    self.sent += 1
-                    log.info("websub: told %s that %s changed", hub, topic)
-                elif attempt < len(self.delays) and (hub, topic) not in self._waiting:
-                    log.info("websub: %s answered %s for %s; trying again", hub, status, topic)
-                    self._waiting.add((hub, topic))
-                    due = self.now() + self.delays[attempt]
-                    heapq.heappush(self._due, (due, attempt + 1, hub, topic))
-                elif attempt >= len(self.delays):
-                    log.warning("websub: %s answered %s for %s; given up", hub, status, topic)
+                if not done and attempt < len(self.delays):
+                    self._push(task, attempt + 1, self.delays[attempt])
+                else:
+                    if not done:
+                        log.warning("%s: given up after %d tries", task.what, attempt + 1)
+                    self._waiting.discard(task.key)
                 self._condition.notify_all()
 
     # -- forking (lifecycle.ForkAware) -------------------------------------------------------
 
     def before_fork(self) -> None:
-        """Nothing to hold: a request being sent finishes in the parent."""
+        """Nothing to hold: a task under way finishes in the parent."""
 
     def after_fork(self, child: bool) -> None:
-        if child:  # the parent's queue and thread stay the parent's
+        if child:
             self._reset()
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    run: Callable[[], bool]  # True: done; False: try again later
+    what: str
+    key: Hashable
+
+
+class Publisher:
+    """Publish requests to the hubs, sent by a `Retrying` thread (see the module)."""
+
+    def __init__(
+        self,
+        hubs: Sequence[str],
+        *,
+        send: Send = post_publish,
+        delays: Sequence[float] = RETRY_DELAYS,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hubs = tuple(hubs)
+        self.send = send
+        self.sent = 0  # publish requests a hub accepted
+        self.queue = Retrying("feedsvc-websub", delays, now)
+
+    def changed(self, topic: str) -> None:
+        """Tell every hub that `topic` changed (soon, from the thread); a hub not yet told
+        of an earlier change of it is told once."""
+        for hub in self.hubs:
+            self.queue.add(
+                partial(self._tell, hub, topic), f"websub: {hub} of {topic}", (hub, topic)
+            )
+
+    def _tell(self, hub: str, topic: str) -> bool:
+        status = self.send(hub, topic)
+        if 200 <= status < 300:
+            self.sent += 1
+            log.info("websub: told %s that %s changed", hub, topic)
+            return True
+        log.info("websub: %s answered %s for %s", hub, status, topic)
+        return False
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self.queue.wait_idle(timeout)
+
+    def stop(self) -> None:
+        self.queue.stop()

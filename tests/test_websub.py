@@ -20,7 +20,7 @@ from lxml import etree
 
 from feedsvc.websub import Publisher
 from tests.conftest import BASE_URL, Site
-from tests.server import everywhere, feedsvc_serve, free_port, running_server
+from tests.server import Server, everywhere, feedsvc_serve, free_port, running_server
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 HUB = "https://hub.example.org/"
@@ -149,56 +149,57 @@ def test_a_real_server_pings_once_per_changed_feed_and_never_for_the_others(
     items = tmp_path / "items"
     write(items, "news/2020-09-01-a.md", "A")
     write(items, "tech/2020-09-02-b.md", "B")
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    with recording_hub() as (hub, pings, arrived):
-        env = {
-            "FEEDSVC_ITEMS_DIR": str(items),
-            "FEEDSVC_CACHE_DIR": str(tmp_path / "cache"),
-            "FEEDSVC_BASE_URL": origin,
-            "FEEDSVC_WEBSUB_HUBS": hub,
-        }
-        with running_server(env=env, argv=feedsvc_serve(), port=port) as server:
+    with recording_hub() as (hub, pings, arrived), publishing(tmp_path, hub) as (server, origin):
 
-            def feeds() -> dict[str, bytes]:
-                return {topic: server.request(f"/feeds/{topic}")[2] for topic in TOPICS}
+        def feeds() -> dict[str, bytes]:
+            return {topic: server.request(f"/feeds/{topic}")[2] for topic in TOPICS}
 
-            before = feeds()
-            write(items, "news/2020-09-03-c.md", "C")
-            shown = ("all.atom", "news.rss", "news.json")
-            everywhere(
-                server, lambda s: all(b"Body of C" in s.request(f"/feeds/{t}")[2] for t in shown)
-            )
-            after = feeds()
-            changed = {f"{origin}/feeds/{t}" for t in TOPICS if before[t] != after[t]}
-            formats = ("rss", "atom", "json")
-            assert changed == {f"{origin}/feeds/{n}.{f}" for n in ("all", "news", "weekly")
+        before = feeds()
+        write(items, "news/2020-09-03-c.md", "C")
+        shown = ("all.atom", "news.rss", "news.json")
+        everywhere(
+            server, lambda s: all(b"Body of C" in s.request(f"/feeds/{t}")[2] for t in shown)
+        )
+        after = feeds()
+        changed = {f"{origin}/feeds/{t}" for t in TOPICS if before[t] != after[t]}
+        formats = ("rss", "atom", "json")
+        assert changed == {f"{origin}/feeds/{n}.{f}" for n in ("all", "news", "weekly")
                                for f in formats}, "not tech's"  # fmt: skip
-            wait_for(arrived, pings, changed)
-            # Both workers have served the new bytes, so each has seen them: any second
-            # ping would have been queued by now.
-            everywhere(server, lambda s: feeds() == after)
-            with arrived:
-                assert Counter(pings) == Counter(changed), "once each, from one worker"
-            assert len(server.worker_pids()) == 2
+        wait_for(arrived, pings, changed)
+        # Both workers have served the new bytes, so each has seen them: any second
+        # ping would have been queued by now.
+        everywhere(server, lambda s: feeds() == after)
+        with arrived:
+            assert Counter(pings) == Counter(changed), "once each, from one worker"
+        assert len(server.worker_pids()) == 2
 
 
 def test_a_scheduled_item_coming_due_is_pushed_without_a_file_event(tmp_path: Path) -> None:
     items = tmp_path / "items"
     write(items, "news/2020-09-01-a.md", "A")
-    due = datetime.now(UTC) + timedelta(seconds=3)
-    stamp = due.strftime("%Y-%m-%d %H:%M:%S")
-    write(items, f"news/{due:%Y-%m-%d}-later.md", "Later", f"date: {stamp}Z\n")
+    with recording_hub() as (hub, pings, arrived), publishing(tmp_path, hub) as (server, origin):
+        due = datetime.now(UTC) + timedelta(seconds=3)
+        stamp = due.strftime("%Y-%m-%d %H:%M:%S")
+        write(items, f"news/{due:%Y-%m-%d}-later.md", "Later", f"date: {stamp}Z\n")
+        # Every worker has read it (a file more), and it is not published yet: its
+        # publication is the clock's doing, with no file event at that moment.
+        everywhere(server, lambda s: json.loads(s.request("/healthz")[2])["files"] == 2)
+        if datetime.now(UTC) < due - timedelta(seconds=1):
+            assert b"Later" not in server.request("/feeds/news.atom")[2]
+        wait_for(arrived, pings, {f"{origin}/feeds/news.atom", f"{origin}/feeds/all.json"})
+        assert b"Later" in server.request("/feeds/news.atom")[2]
+
+
+@contextmanager
+def publishing(tmp_path: Path, hub: str) -> Iterator[tuple[Server, str]]:
+    """`feedsvc serve` over tmp_path/items that names `hub` and tells it of changes."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    with recording_hub() as (hub, pings, arrived):
-        env = {
-            "FEEDSVC_ITEMS_DIR": str(items),
-            "FEEDSVC_CACHE_DIR": str(tmp_path / "cache"),
-            "FEEDSVC_BASE_URL": origin,
-            "FEEDSVC_WEBSUB_HUBS": hub,
-        }
-        with running_server(env=env, argv=feedsvc_serve(), port=port) as server:
-            assert b"Later" not in server.request("/feeds/news.atom")[2]
-            wait_for(arrived, pings, {f"{origin}/feeds/news.atom", f"{origin}/feeds/all.json"})
-            assert b"Later" in server.request("/feeds/news.atom")[2]
+    env = {
+        "FEEDSVC_ITEMS_DIR": str(tmp_path / "items"),
+        "FEEDSVC_CACHE_DIR": str(tmp_path / "cache"),
+        "FEEDSVC_BASE_URL": origin,
+        "FEEDSVC_WEBSUB_HUBS": hub,
+    }
+    with running_server(env=env, argv=feedsvc_serve(), port=port) as server:
+        yield server, origin

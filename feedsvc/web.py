@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -246,6 +247,7 @@ def feed_key(filename: str) -> FeedKey | None:
     return FeedKey(feed, format, 1, week)
 
 
+@lru_cache(maxsize=4096)  # on the path of every poll; the same few feeds, over and over
 def link_header(settings: Settings, key: FeedKey) -> str:
     """A feed document's `Link` header: its WebSub hubs and itself (the topic a
     subscriber names)."""

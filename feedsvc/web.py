@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from flask import Blueprint, Flask, Request, Response, abort, current_app, render_template, request
@@ -38,10 +38,9 @@ from feedsvc import hub as hub_module
 from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
 from feedsvc.feeds import TAG_PREFIX, feed_path, feed_url, list_page_path, split_page
-from feedsvc.model import Content, FeedKey, Snapshot, tag_path, tag_slug
+from feedsvc.model import Content, FeedKey, Item, Snapshot, Week, tag_path, tag_slug
 from feedsvc.store import Clock, Store
 
-T = TypeVar("T")
 bp = Blueprint("feedsvc", __name__)
 PAGE_MAX_AGE = 60
 PLAIN = "text/plain; charset=utf-8"
@@ -313,15 +312,6 @@ class Pager:
         return self.path(self.page + 1) if self.page < self.last_page else None
 
 
-def paged(entries: Sequence[T], first_path: str, page: int) -> tuple[Sequence[T], Pager]:
-    """One page of a list, `page_size` entries long; 404 past its end."""
-    size = settings().page_size
-    pager = Pager(first_path, page, max(1, -(-len(entries) // size)))
-    if page > pager.last_page:
-        abort(404)
-    return entries[(page - 1) * size : page * size], pager
-
-
 def redirect_to(path: str) -> Response:
     """A permanent redirect to one of the site's own URLs (from `base_url`, never from the
     request's Host)."""
@@ -330,52 +320,54 @@ def redirect_to(path: str) -> Response:
     return response
 
 
-def list_page(first_path: str, page: int | None, build: Callable[[int], Response]) -> Response:
-    """A paged list: page 1 at the list's URL, later pages at `…/page/N`. The other
-    spellings of a page (`?page=N`, `…/page/1`) redirect to that one."""
+def send_list(
+    snapshot: Snapshot,
+    template: str,
+    first_path: str,
+    entries: Sequence[Item] | Sequence[Week],
+    page: int | None,
+    **context: object,
+) -> Response:
+    """A paged list, `page_size` entries a page: page 1 at the list's URL, later pages at
+    `…/page/N`, 404 past the end. The other spellings of a page (`?page=N`, `…/page/1`)
+    redirect to that one. The template gets the page's entries as `shown`, and `pager`."""
     if page is None:
         asked = request.args.get("page")
-        if asked is None:
-            return build(1)
-        if not asked.isascii() or not asked.isdigit() or int(asked) < 1:
-            abort(404)
-        return redirect_to(list_page_path(first_path, int(asked)))
-    if page == 1:
+        if asked is not None:
+            if not asked.isascii() or not asked.isdigit() or int(asked) < 1:
+                abort(404)
+            return redirect_to(list_page_path(first_path, int(asked)))
+        page = 1
+    elif page == 1:
         return redirect_to(first_path)
-    return build(page)
+    size = settings().page_size
+    pager = Pager(first_path, page, max(1, -(-len(entries) // size)))
+    if page > pager.last_page:
+        abort(404)
+    shown = entries[(page - 1) * size : page * size]
+    newest = max((entry.updated for entry in shown), default=None)
+    return send_page(snapshot, template, None, newest, shown=shown, pager=pager, **context)
 
 
 @bp.get("/")
 @bp.get("/page/<int(min=1):page>")
 def index(page: int | None = None) -> Response:
-    def build(number: int) -> Response:
-        snapshot = store().snapshot()
-        shown, pager = paged(snapshot.items, "/", number)
-        newest = max((i.updated for i in shown), default=None)
-        return send_page(
-            snapshot, "index.html", updated=newest, shown=shown, pager=pager,
-            alternates=[name for name, feed in snapshot.feeds.items() if feed.listed],
-        )  # fmt: skip
-
-    return list_page("/", page, build)
+    snapshot = store().snapshot()
+    listed = [name for name, feed in snapshot.feeds.items() if feed.listed]
+    return send_list(snapshot, "index.html", "/", snapshot.items, page, alternates=listed)
 
 
 @bp.get("/categories/<slug>")
 @bp.get("/categories/<slug>/page/<int(min=1):page>")
 def category(slug: str, page: int | None = None) -> Response:
-    def build(number: int) -> Response:
-        snapshot = store().snapshot()
-        found = snapshot.category(slug)
-        if found is None:
-            abort(404)
-        shown, pager = paged(found.items, f"/categories/{slug}", number)
-        newest = max((i.updated for i in shown), default=None)
-        return send_page(
-            snapshot, "category.html", updated=newest, category=found, shown=shown,
-            pager=pager, alternates=[slug, "all"],
-        )  # fmt: skip
-
-    return list_page(f"/categories/{slug}", page, build)
+    snapshot = store().snapshot()
+    found = snapshot.category(slug)
+    if found is None:
+        abort(404)
+    return send_list(
+        snapshot, "category.html", f"/categories/{slug}", found.items, page,
+        category=found, alternates=[slug, "all"],
+    )  # fmt: skip
 
 
 @bp.get("/tags/", strict_slashes=False)  # no redirect: Location would use Host
@@ -396,15 +388,10 @@ def tag(slug: str, page: int | None = None) -> Response:
             return redirect_to(tag_path(canonical))
         abort(404)
 
-    def build(number: int) -> Response:
-        shown, pager = paged(found.items, found.path, number)
-        newest = max((i.updated for i in shown), default=None)
-        return send_page(
-            snapshot, "tag.html", updated=newest, tag=found, shown=shown, pager=pager,
-            alternates=[TAG_PREFIX + found.slug, "all"],
-        )  # fmt: skip
-
-    return list_page(found.path, page, build)
+    return send_list(
+        snapshot, "tag.html", found.path, found.items, page,
+        tag=found, alternates=[TAG_PREFIX + found.slug, "all"],
+    )  # fmt: skip
 
 
 @bp.get("/items/<category>/<page>")
@@ -442,16 +429,10 @@ def item(category: str, page: str) -> Response:
 @bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
 @bp.get("/weekly/page/<int(min=1):page>")
 def weeks(page: int | None = None) -> Response:
-    def build(number: int) -> Response:
-        snapshot = store().snapshot()
-        shown, pager = paged(snapshot.weeks, "/weekly/", number)
-        newest = max((w.updated for w in shown), default=None)
-        return send_page(
-            snapshot, "weeks.html", updated=newest, shown=shown, pager=pager,
-            alternates=["weekly", "all"],
-        )  # fmt: skip
-
-    return list_page("/weekly/", page, build)
+    snapshot = store().snapshot()
+    return send_list(
+        snapshot, "weeks.html", "/weekly/", snapshot.weeks, page, alternates=["weekly", "all"]
+    )
 
 
 @bp.get("/weekly/<name>")

@@ -1,13 +1,14 @@
 """`feedsvc build`: every URL the server answers, written as static files (plus .gz).
 
-The files are fetched through the application itself, so they are byte for byte what
-the server sends; docs/deploy.md has the nginx configuration that serves them.
+The files are made by what the server sends from (feed documents from `Documents`, the
+other pages through the application), so they are byte for byte what the server sends;
+docs/deploy.md says how hosts serve them. The work is spread over one process per core
+(`parallel`); every body is sanitised once, before, in the cache a server shares.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,24 +18,37 @@ from urllib.parse import unquote
 
 from flask import Flask
 
-from feedsvc import archives, render
+from feedsvc import archives, parallel, render
 from feedsvc.config import Settings
+from feedsvc.documents import Documents, compress, item_page_signature
 from feedsvc.feeds import feed_path, list_page_path
-from feedsvc.model import Snapshot
+from feedsvc.model import FeedKey, Snapshot
 from feedsvc.store import Store
+
+#: What a document's signature is worked out from: a feed document's key, an item page's
+#: (folder, name), or None for a page that is rendered every build (a list, the OPML).
+Source = FeedKey | tuple[str, str] | None
 
 
 def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
     """Every document of the site: feeds (every page), pages (every page of a list), the
     OPML."""
-    yield from ("/feeds.opml", "/tags/")
+    return (url for url, _ in documents_of(snapshot, settings))
+
+
+def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, Source]]:
+    """Every document's URL with what its signature follows from; the formats of one
+    feed page come together (they share the page's entries)."""
+    yield "/feeds.opml", None
+    yield "/tags/", None
     for feed in snapshot.feeds.values():
         for page in range(1, feed.last_page + 1):
             for format in render.FORMATS:
-                yield feed_path(feed.name, format, page)
+                yield feed_path(feed.name, format, page), FeedKey(feed.name, format, page)
         for archive in archives.weeks(feed, snapshot, settings):
             for format in render.FORMATS:
-                yield feed_path(feed.name, format, archive=archive)
+                key = FeedKey(feed.name, format, archive=archive)
+                yield feed_path(feed.name, format, archive=archive), key
     lists = [
         ("/", len(snapshot.items)),
         ("/weekly/", len(snapshot.weeks)),
@@ -43,13 +57,13 @@ def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
     ]
     for first, count in lists:
         for page in range(1, max(1, -(-count // settings.page_size)) + 1):
-            yield list_page_path(first, page)
+            yield list_page_path(first, page), None
     for folder, name in snapshot.pages:
         if snapshot.page(folder, name) is not None:
-            yield f"/items/{folder}/{name}"
+            yield f"/items/{folder}/{name}", (folder, name)
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
-        yield week.path
+        yield week.path, None
 
 
 def file_for(url: str) -> str:
@@ -63,7 +77,7 @@ def file_for(url: str) -> str:
     return path.lstrip("/") + ".html"
 
 
-MANIFEST = ".feedsvc-build"  # the files the last build wrote, one path a line
+MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
 
 
 @dataclass(frozen=True)
@@ -73,48 +87,146 @@ class Written:
     changed: int  # files written (new, or with other bytes than before)
     kept: int  # files already there with the same bytes: not touched, mtime and all
     removed: int  # files an earlier build wrote whose document is gone
+    rendered: int = 0  # documents rendered; the others were known unchanged by signature
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    file: str
+    signature: str  # "" when the document has none (rendered every build)
+    changed: int
+    kept: int
+    rendered: bool
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every exporting process shares (inherited through fork, never pickled)."""
+
+    app: Flask
+    out_dir: Path
+    before: dict[str, str]  # file -> signature, from the last build's manifest
+
+
+_job: _Job | None = None
 
 
 def export(app: Flask, out_dir: Path) -> Written:
     """Write every document and its gzip sibling under `out_dir`.
 
-    A rebuild into the same folder leaves a file whose bytes did not change untouched,
-    writes each changed one atomically (a reader of the folder never sees half a file),
-    and removes the files an earlier build wrote that no document has now (and only
-    those: the manifest lists them, so other files in the folder are left alone).
+    The bodies are rendered first, each once, spread over the cores (and kept in the
+    cache); then the documents are written by one process per core. A document whose
+    signature (what its bytes follow from) is the one the last build wrote is not
+    rendered again. A rebuild into the same folder leaves a file whose bytes did not
+    change untouched, writes each changed one atomically (a reader of the folder never
+    sees half a file), and removes the files an earlier build wrote that no document has
+    now (and only those: the manifest lists them, so other files are left alone).
     """
+    global _job
     store: Store = app.extensions["feedsvc"]
-    client = app.test_client()
+    snapshot = store.snapshot()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
+    before = _read_manifest(manifest)
+    store.render_bodies()
+    documents: Documents = app.extensions["feedsvc.documents"]
+    documents.track_modified = False
+    store.cache.close()  # an SQLite connection must not be used on both sides of a fork
+    _job = _Job(app, out_dir, before)
     try:
-        before = set(manifest.read_text(encoding="utf-8").splitlines())
-    except FileNotFoundError:
-        before = set()
-    files: set[str] = set()
-    changed = kept = 0
-    for url in urls(store.snapshot(), store.settings):
-        # One request: the gzip representation the server sends, and the plain bytes it
-        # was compressed from (decompressing gives them back exactly).
-        zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
-        if zipped.status_code != 200:
-            raise RuntimeError(f"{url} answered {zipped.status_code}; nothing can be exported")
-        name = file_for(url)
-        for relative, data in ((name, gzip.decompress(zipped.data)), (name + ".gz", zipped.data)):
-            files.add(relative)
-            if _write(out_dir / relative, data):
-                changed += 1
-            else:
-                kept += 1
+        tasks = list(documents_of(snapshot, store.settings))
+        outcomes = parallel.map_in_processes(_export_one, tasks)
+    finally:
+        _job = None
+    files = {outcome.file: outcome.signature for outcome in outcomes}
+    files |= {outcome.file + ".gz": outcome.signature for outcome in outcomes}
     removed = 0
-    for relative in sorted(before - files):
+    for relative in sorted(before.keys() - files.keys()):
         gone = out_dir / relative
         if gone.is_file() and out_dir.resolve() in gone.resolve().parents:
             gone.unlink()
             removed += 1
             _prune_folders(gone.parent, out_dir)
-    _write(manifest, "".join(f"{relative}\n" for relative in sorted(files)).encode())
-    return Written(changed, kept, removed)
+    lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
+    _write(manifest, lines.encode())
+    return Written(
+        changed=sum(o.changed for o in outcomes),
+        kept=sum(o.kept for o in outcomes),
+        removed=removed,
+        rendered=sum(o.rendered for o in outcomes),
+    )
+
+
+def _read_manifest(manifest: Path) -> dict[str, str]:
+    """file -> signature of the last build into this folder ("" for none)."""
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    before = {}
+    for line in text.splitlines():
+        signature, tab, relative = line.partition("\t")
+        if tab:
+            before[relative] = signature
+        else:  # a manifest of paths alone
+            before[line] = ""
+    return before
+
+
+def _export_one(document: tuple[str, Source]) -> _Outcome:
+    """One document of the export: skipped if its signature says it is unchanged and its
+    files are there, else rendered through the application and written if its bytes
+    changed."""
+    assert _job is not None, "export() sets the job before the processes start"
+    app, out_dir = _job.app, _job.out_dir
+    url, source = document
+    name = file_for(url)
+    signature = _signature(app, source)
+    if (
+        signature
+        and _job.before.get(name) == signature
+        and (out_dir / name).is_file()
+        and (out_dir / (name + ".gz")).is_file()
+    ):
+        return _Outcome(name, signature, 0, 2, rendered=False)
+    body, gzipped = _fetch(app, url, source)
+    changed = kept = 0
+    for relative, data in ((name, body), (name + ".gz", gzipped)):
+        if _write(out_dir / relative, data):
+            changed += 1
+        else:
+            kept += 1
+    return _Outcome(name, signature, changed, kept, rendered=True)
+
+
+def _fetch(app: Flask, url: str, source: Source) -> tuple[bytes, bytes]:
+    """A document's bytes and their gzip, as the server sends them: a feed document is
+    taken from the documents the feed route serves (which hold both representations),
+    any other is asked of the application."""
+    if isinstance(source, FeedKey):
+        store: Store = app.extensions["feedsvc"]
+        documents: Documents = app.extensions["feedsvc.documents"]
+        document = documents.feed(store.snapshot(), source)
+        if document is not None:
+            return document.body, document.gzipped
+    answer = app.test_client().get(url)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url} answered {answer.status_code}; nothing can be exported")
+    return answer.data, compress(answer.data)
+
+
+def _signature(app: Flask, source: Source) -> str:
+    """What a document follows from, hashed, when that is known without rendering it
+    (feed documents and item pages); "" otherwise."""
+    store: Store = app.extensions["feedsvc"]
+    snapshot = store.snapshot()
+    if isinstance(source, FeedKey):
+        documents: Documents = app.extensions["feedsvc.documents"]
+        return documents.signature(snapshot, source) or ""
+    if source is not None:
+        item = snapshot.page(*source)
+        return "" if item is None else item_page_signature(item, store.settings)
+    return ""
 
 
 def _write(target: Path, data: bytes) -> bool:

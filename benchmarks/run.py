@@ -49,7 +49,7 @@ from xml.etree import ElementTree
 import yaml
 from werkzeug.http import unquote_etag
 
-from benchmarks import corpus
+from benchmarks import corpus, static_build
 from benchmarks.floor import DocumentHeaders, save_document
 from feedsvc import serving
 
@@ -792,49 +792,35 @@ def save_feed(server: Server, document: Path) -> tuple[int, str]:
 
 
 def measure_build(bench: Bench, n: int) -> Build:
-    """`feedsvc build` of the whole site: wall time, files written, peak RSS."""
+    """`feedsvc build` of the whole site: wall time, files written, peak memory of the
+    process tree (as benchmarks.static_build measures it: the build may fork workers)."""
     out = bench.size_dir(n) / "build"
     shutil.rmtree(out, ignore_errors=True)
     log = bench.size_dir(n) / "logs" / "build.log"
     argv = [str(BIN / "feedsvc"), "build", str(out)]
     wait_quiet(bench.quiet_wait)
-    with log.open("wb") as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            argv,
-            cwd=bench.cwd(n),
-            env=bench.feedsvc_env(n),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        while True:  # os.wait4 also gives the child's peak RSS
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                process.returncode = os.waitstatus_to_exitcode(status)
-                break
-            if time.perf_counter() - started > bench.build_timeout:
-                raise BenchError(f"feedsvc build did not finish in {bench.build_timeout:.0f} s")
-            time.sleep(0.1)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            process.wait(10)
-    seconds = time.perf_counter() - started
-    text = log.read_text(errors="replace")
-    if process.returncode != 0:
-        raise BenchError(f"feedsvc build exited with {process.returncode}: {text[-2000:]}")
-    reported = re.search(r"wrote (\d+) files", text)
+        process = static_build.run_measured(
+            argv, bench.feedsvc_env(n), bench.cwd(n), log, bench.build_timeout
+        )
+    except static_build.BenchError as error:
+        raise BenchError(str(error)) from None
+    reported = BUILD_SUMMARY.search(process.output)
     files = [Path(root, name) for root, _, names in os.walk(out) for name in names]
     size = sum(path.stat().st_size for path in files)
     shutil.rmtree(out, ignore_errors=True)
     return Build(
-        seconds,
-        int(reported.group(1)) if reported else None,
+        process.seconds,
+        int(reported.group(1) or reported.group(2)) if reported else None,
         len(files),
         size,
-        usage.ru_maxrss * 1024 / 1e6,
+        max(process.tree_peak, process.largest) / 1e6,
     )
+
+
+#: The build's summary line; earlier commits, which the suite can still measure, print
+#: "wrote N files".
+BUILD_SUMMARY = re.compile(r"^(\d+) files written, |wrote (\d+) files", re.MULTILINE)
 
 
 def health(server: Server) -> dict[str, object]:
@@ -1131,7 +1117,8 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         "# feedsvc benchmarks",
         "",
         "<!-- Written by `python -m benchmarks.run`. A rerun rewrites everything above the",
-        "     Notes heading and keeps that section, from its heading line on, as it is. -->",
+        "     Notes heading but the static-build section (benchmarks.static_build writes",
+        "     it) and keeps the Notes, from their heading line on, as they are. -->",
         "",
         f"- **Date**: {context['date']} (the run took {context['elapsed']})",
         f"- **Command**: `{context['command']}`",
@@ -1172,7 +1159,7 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         *table(["items", "cold server", "warm server (after the new files)",
                 "serving server (after wrk)", "max feedsvc worker",
                 "cold server's master (loads, with --preload)", "floor app",
-                "`feedsvc build` process"], [rss_row(r) for r in results]),
+                "`feedsvc build` (process tree)"], [rss_row(r) for r in results]),
         "## `feedsvc build` of the whole site",
         "",
         *table(["items", "time", "files (reported / on disk)", "size on disk"],
@@ -1253,7 +1240,12 @@ METHOD = f"""
   forks the workers, which start with the master's resident pages (shared, but counted
   in each worker's RSS); the master's own peak is shown beside them.
 - **Build**: `feedsvc build OUT` with the same environment: wall time, files written, and
-  the process's peak RSS (from `wait4`). The output is deleted afterwards.
+  the peak memory of its process tree, as `benchmarks.static_build` takes it (the RSS
+  summed over the process and its descendants, sampled every 50 ms, or the largest single
+  process's `ru_maxrss` from `wait4` when that is larger). The output is deleted
+  afterwards. `feedsvc build` against Hugo, cold, warm and after one edit, is the section
+  `python -m benchmarks.static_build` writes into the same report; reruns of this suite
+  keep it.
 """
 
 
@@ -1280,8 +1272,15 @@ def kept_notes(path: Path) -> str:
 
 
 def write_report(path: Path, generated: str) -> None:
-    """Write the report, keeping everything from an existing `## Notes` heading on."""
+    """Write the report, keeping everything from an existing `## Notes` heading on, and
+    the static-build section."""
     notes = kept_notes(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    # The section benchmarks.static_build writes (between its markers) is kept too, at
+    # the end of the generated part, unless it is inside the notes already.
+    section = static_build.SECTION.search(old)
+    if section and section.start() < len(old) - len(notes):
+        generated = generated.rstrip("\n") + "\n\n" + section.group(0)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(generated.rstrip("\n") + "\n\n" + notes, encoding="utf-8")

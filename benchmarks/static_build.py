@@ -5,20 +5,22 @@
 
 For each size N the corpus (benchmarks.corpus) is generated once, or reused from the
 work folder when its marker matches (the same marker benchmarks.run writes), and a plain
-Hugo site is made whose content folder is that corpus. Then, in every round:
+Hugo site is made over a copy of it (`for_hugo`: only the date lines are written so that
+Hugo reads them). Then, in every round:
 
 1. Hugo, cold: an empty cache folder and an empty output folder;
 2. `feedsvc build`, cold: an empty cache folder and an empty output folder;
 3. `feedsvc build`, warm: the cache step 2 left, an empty output folder;
 4. one body edited (a sentence appended to one item file), then `feedsvc build` into the
    output folder of step 3 with its cache, and Hugo into the output folder of step 1;
-   the item file is restored afterwards.
+   the item file (and Hugo's copy) is restored afterwards.
 
 Every build is timed (wall clock), its peak memory taken (the whole process tree, see
 `TreeSampler`), and its output counted (files, bytes, files changed by the edit). The
-report is a section of docs/benchmarks.md between the markers below; a rerun replaces
-that section and leaves the rest of the file as it is. Hugo is Debian's `hugo`, installed
-with apt-get when missing. Only local files are touched: nothing goes over a network.
+report is a section of docs/benchmarks.md between the BEGIN and END markers; a rerun
+replaces that section and leaves the rest of the file as it is. Hugo is Debian's `hugo`,
+installed with apt-get when missing. Only local files are touched: nothing goes over a
+network.
 """
 
 from __future__ import annotations
@@ -516,7 +518,6 @@ class Bench:
     rounds: int
     timeout: float
     quiet_wait: float
-    log: bool = True
 
     def say(self, n: int, message: str) -> None:
         print(f"[{n:>7,}] {message}", file=sys.stderr, flush=True)
@@ -611,8 +612,7 @@ def measure_size(bench: Bench, n: int) -> SizeResult:
         bench.say(n, f"round {number} of {bench.rounds}")
         try:
             result.runs.append(bench.build(folders, "hugo", "cold", fresh=True))
-            if number == 1:
-                check_hugo_dates(folders.items, folders.hugo_out)
+            check_hugo_dates(folders.items, folders.hugo_out)
             result.runs.append(bench.build(folders, "feedsvc", "cold", fresh=True))
             result.runs.append(bench.build(folders, "feedsvc", "warm", fresh=True))
             try:
@@ -812,7 +812,7 @@ METHOD = f"""
   (the bodies' raw HTML passes, as feedsvc also reads it, sanitised); layouts
   `baseof.html`, `list.html` (paginated; the home page lists every item) and
   `single.html` (date, author, tag links, content); Hugo's own RSS for the home page,
-  sections and tags; its default sitemap. The first round checks that Hugo wrote a page
+  sections and tags; its default sitemap. Every round checks that Hugo wrote a page
   per item and that sampled pages show their file's date and time. Run as
   `hugo --quiet --source SITE --destination OUT --cacheDir CACHE`.
 - **feedsvc**: `.venv/bin/feedsvc build OUT` with `FEEDSVC_ITEMS_DIR`,

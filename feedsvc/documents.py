@@ -521,8 +521,10 @@ class Documents:
             )  # fmt: skip
             return body, gzipped
 
-        # Only first pages are kept on disk: they are what a restart serves at once; a
-        # static export of every page would otherwise fill the cache with gigabytes.
+        # First pages and archives are kept on disk (within the cache's budget, newest
+        # first): first pages are what a restart serves at once, and an archive changes
+        # only with its own week, so a server or a build finds it there. Later pages
+        # shift with every new item; kept, they would fill the cache for nothing.
         return self._by_signature(
             self._signature(snapshot, key, shown),
             rendered,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
 
@@ -30,6 +31,7 @@ def is_valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
 
 
+@lru_cache(maxsize=65_536)  # a site has far fewer spellings; archives ask per entry
 def tag_slug(name: str) -> str:
     """The one slug every spelling of a tag comes to: compatibility forms and case folded
     (`Café`, `CAFE\u0301` and `café` meet), each run of characters other than letters,

@@ -1,7 +1,8 @@
 """`feedsvc build`: every URL the server answers, written as static files (plus .gz).
 
 The files are fetched through the application itself, so they are byte for byte what
-the server sends; docs/deploy.md has the nginx configuration that serves them.
+the server sends. Every URL is the path of its file (`file_for`), so any static host
+serves the folder as it is, with no rewrites (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -38,29 +39,26 @@ def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
     lists = [
         ("/", len(snapshot.items)),
         ("/weekly/", len(snapshot.weeks)),
-        *((f"/categories/{c.slug}", len(c.items)) for c in snapshot.categories),
+        *((c.path, len(c.items)) for c in snapshot.categories),
         *((tag.path, len(tag.items)) for tag in snapshot.tags.values()),
     ]
     for first, count in lists:
         for page in range(1, max(1, -(-count // settings.page_size)) + 1):
             yield list_page_path(first, page)
     for folder, name in snapshot.pages:
-        if snapshot.page(folder, name) is not None:
-            yield f"/items/{folder}/{name}"
+        item = snapshot.page(folder, name)
+        if item is not None:
+            yield item.path
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
         yield week.path
 
 
 def file_for(url: str) -> str:
-    """Where a URL is stored: a folder's URL (`/`, `/weekly/`) is its index.html, a feed
-    document is a file of its own name, another page gets .html."""
-    path = unquote(url)  # a tag's slug may hold letters of any script
-    if path.endswith("/"):
-        return path.lstrip("/") + "index.html"
-    if path.startswith("/feeds"):
-        return path.lstrip("/")
-    return path.lstrip("/") + ".html"
+    """Where a URL is stored: the file its path names (every document's URL is a file's
+    name), a folder's URL (`/`, `/weekly/`) its index.html, as a static host looks."""
+    path = unquote(url).lstrip("/")  # a tag's slug may hold letters of any script
+    return path + "index.html" if path.endswith("/") or not path else path
 
 
 MANIFEST = ".feedsvc-build"  # the files the last build wrote, one path a line

@@ -217,7 +217,7 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
         site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
     site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip"})
     (site.root / "feedsvc.toml").write_text(
-        'title = "CLI"\nbase_url = "https://cli.example.org"\nfeed_size = 2\n'
+        'title = "CLI"\nbase_url = "https://cli.example.org"\nfeed_size = 2\npage_size = 2\n'
     )
     out = tmp_path / "public"
     result = run(runner, "build", str(out))
@@ -227,8 +227,9 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     store = app.extensions["feedsvc"]
     every = list(urls(store.snapshot(), store.settings))
     assert "/feeds/news/page/3.atom" in every
-    assert "/items/news/story" in every
-    assert "/weekly/2020-W36" in every
+    assert "/items/news/story.html" in every
+    assert "/weekly/2020-W36.html" in every
+    assert "/categories/news/page/2.html" in every
     for url in every:
         target = out / file_for(url)
         assert target.read_bytes() == client.get(url).data, url
@@ -245,8 +246,13 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     [
         ("/", "index.html"),
         ("/weekly/", "weekly/index.html"),
-        ("/weekly/2020-W40", "weekly/2020-W40.html"),
-        ("/items/news/story", "items/news/story.html"),
+        ("/weekly/2020-W40.html", "weekly/2020-W40.html"),
+        ("/weekly/page/2.html", "weekly/page/2.html"),
+        ("/items/news/story.html", "items/news/story.html"),
+        ("/categories/news/page/2.html", "categories/news/page/2.html"),
+        ("/tags/", "tags/index.html"),
+        ("/tags/caf%C3%A9.html", "tags/café.html"),
+        ("/page/2.html", "page/2.html"),
         ("/feeds/all.atom", "feeds/all.atom"),
         ("/feeds/all/page/2.atom", "feeds/all/page/2.atom"),
         ("/feeds/tags/caf%C3%A9/2020-W40.json", "feeds/tags/café/2020-W40.json"),

@@ -2,7 +2,9 @@
 
 The files are fetched through the application itself, so they are byte for byte what
 the server sends. Every URL is the path of its file (`file_for`), so any static host
-serves the folder as it is, with no rewrites (docs/deploy.md).
+serves the folder as it is, with no rewrites; beside the documents go the site's 404
+page, the style sheet and icons, and a `_headers` file with the content types a host
+cannot guess from the suffix (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from feedsvc import archives, render
 from feedsvc.config import Settings
+from feedsvc.documents import compress
 from feedsvc.feeds import feed_path, list_page_path
 from feedsvc.model import Snapshot
 from feedsvc.store import Store
+from feedsvc.web import CORS
 
 
 def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
@@ -59,6 +64,67 @@ def file_for(url: str) -> str:
     name), a folder's URL (`/`, `/weekly/`) its index.html, as a static host looks."""
     path = unquote(url).lstrip("/")  # a tag's slug may hold letters of any script
     return path + "index.html" if path.endswith("/") or not path else path
+
+
+#: The site's 404 page in the export: what the server sends for an unknown address, which
+#: static hosts send for theirs (GitHub Pages, Netlify and Cloudflare Pages by this name;
+#: nginx and S3 as configured in docs/deploy.md).
+NOT_FOUND = "/404.html"
+#: Netlify's and Cloudflare Pages' file of response headers, by URL pattern.
+HEADERS = "_headers"
+
+
+def asset_urls(settings: Settings) -> list[str]:
+    """The files the server sends as they are: the feeds' style sheet and the icon (at
+    /favicon.ico and its own name; none of the site's when `icon` is a URL elsewhere)."""
+    urls = [render.FEED_CSS_PATH]
+    if settings.icon_url.startswith(settings.base_url + "/"):
+        urls += ["/favicon.ico", settings.icon_url.removeprefix(settings.base_url)]
+    return urls
+
+
+def site_files(client: FlaskClient, settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """What a static host needs besides the documents, as (file, bytes): the 404 page,
+    the assets, each text file with its .gz, and `_headers`."""
+    missing = client.get(NOT_FOUND)
+    if missing.status_code != 404:
+        raise RuntimeError(f"{NOT_FOUND} answered {missing.status_code}, not the 404 page")
+    sent = [(NOT_FOUND, missing)]
+    types: dict[str, str] = {}
+    for url in asset_urls(settings):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}; nothing can be exported")
+        sent.append((url, response))
+        types[url] = response.content_type or ""
+    for url, response in sent:
+        yield file_for(url), response.data
+        if (response.content_type or "").startswith("text/"):
+            yield file_for(url) + ".gz", compress(response.data)
+    yield HEADERS, headers_file(types).encode()
+
+
+def headers_file(assets: dict[str, str]) -> str:
+    """`_headers`: the content types the server sends, for the feeds and the OPML by
+    suffix (hosts know none of them, or `.json` as another) and for each asset by its
+    URL (`/favicon.ico` is whatever image the icon is); the header the server sends on
+    everything (nosniff) and the ones on feeds (CORS, `feedsvc.web`). Each header is set
+    by at most one rule that matches a path: hosts join the values of all that match."""
+    cors = [f"{name}: {value}" for name, value in CORS]
+    rules = [
+        ("/*", ["X-Content-Type-Options: nosniff"]),
+        ("/feeds/*", cors),
+        ("/feeds.opml", cors),
+    ]
+    types = {f"/*.{f.name}": f.content_type for f in render.FORMATS.values()}
+    types["/*.opml"] = render.OPML_TYPE
+    rules += [
+        (pattern, [f"Content-Type: {kind}"]) for pattern, kind in {**types, **assets}.items()
+    ]
+    lines = ["# Response headers for Netlify and Cloudflare Pages, written by `feedsvc build`."]
+    for pattern, headers in rules:
+        lines += [pattern, *(f"  {header}" for header in headers)]
+    return "\n".join(lines) + "\n"
 
 
 MANIFEST = ".feedsvc-build"  # the files the last build wrote, one path a line
@@ -104,6 +170,12 @@ def export(app: Flask, out_dir: Path) -> Written:
                 changed += 1
             else:
                 kept += 1
+    for relative, data in site_files(client, store.settings):
+        files.add(relative)
+        if _write(out_dir / relative, data):
+            changed += 1
+        else:
+            kept += 1
     removed = 0
     for relative in sorted(before - files):
         gone = out_dir / relative

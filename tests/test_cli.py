@@ -236,9 +236,18 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"}).data
         assert target.with_name(target.name + ".gz").read_bytes() == zipped
         assert gzip.decompress(zipped) == target.read_bytes()
+    # Beside the documents: the 404 page as an unknown address gets it, the assets.
+    missing = client.get("/no/such/page.html")
+    assert missing.status_code == 404
+    assert (out / "404.html").read_bytes() == missing.data
+    for url in ("/feed.css", "/favicon.ico", "/icon.png"):
+        assert (out / file_for(url)).read_bytes() == client.get(url).data, url
+    for text in ("404.html", "feed.css"):
+        assert gzip.decompress((out / f"{text}.gz").read_bytes()) == (out / text).read_bytes()
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     exported = {file_for(u) for u in every} | {file_for(u) + ".gz" for u in every}
-    assert files == exported | {MANIFEST}
+    extras = {"404.html", "404.html.gz", "feed.css", "feed.css.gz", "favicon.ico", "icon.png"}
+    assert files == exported | extras | {"_headers", MANIFEST}
 
 
 @pytest.mark.parametrize(

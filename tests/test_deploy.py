@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,17 +34,13 @@ def static_server_block(port: int, root: Path) -> str:
     )
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
+@contextmanager
+def nginx_serving(public: Path, prefix: Path) -> Iterator[int]:
+    """Debian's nginx with docs/deploy.md's static block over `public` (its files under
+    `prefix`), on a free loopback port, until the block ends: the port."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(binary).exists(), "nginx is not installed: `make test` installs it (Debian)"
-    for day in range(1, 6):
-        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
-    site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip & <Co>"})
-    public = tmp_path / "public"
-    export(site.app(feed_size=2), public)
     port = free_port()
-    prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
@@ -77,9 +74,20 @@ def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
                     stderr = process.stderr.read().decode() if process.stderr else ""
                     raise RuntimeError(f"nginx did not start: {stderr}") from None
                 time.sleep(0.05)
-        yield port, public, site
+        yield port
     finally:
         stop(process, signal.SIGQUIT)  # nginx's graceful shutdown
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
+    for day in range(1, 6):
+        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
+    site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip & <Co>"})
+    public = tmp_path / "public"
+    export(site.app(feed_size=2), public)
+    with nginx_serving(public, tmp_path / "nginx") as port:
+        yield port, public, site
 
 
 def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

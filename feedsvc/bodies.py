@@ -30,7 +30,7 @@ from feedsvc import faults, itemfile, parallel, sanitize
 from feedsvc.cache import Cache
 from feedsvc.config import Settings
 from feedsvc.loading import Progress, read_file
-from feedsvc.model import Content, Intro, Item, Problem
+from feedsvc.model import Content, Intro, Item, Problem, week_path
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Bodies:
 
     def content(self, item: Item) -> Content:
         """An item's rendered body, memoised per file version. Never raises."""
-        key = (item.source.digest, item.path)
+        key = body_key(item)
         held = self._held.get(key)
         if held is not None:
             return held[0]  # `at_hand` reported what it removed
@@ -86,7 +86,7 @@ class Bodies:
             if rendered is not None:
                 self._contents.move_to_end(key)
         if rendered is None:
-            rendered = self.cache.content(item.source.digest, item.path)
+            rendered = self.cache.content(*body_key(item))
         if rendered is None:
             found = faults.attempt(
                 item.source.path, "rendering its body", partial(self._render, item)
@@ -115,7 +115,7 @@ class Bodies:
 
         def render() -> Rendered:
             data, _ = self._read_version(intro.source.path, intro.source.digest)
-            base = f"{self.settings.base_url}/weekly/{intro.week}"
+            base = self.settings.base_url + week_path(intro.week)
             with sanitize.noting() as removed:
                 html = itemfile.render_markup(itemfile.body_of(data), "markdown", base)
             return Content(html, ""), removed.describe()
@@ -134,7 +134,7 @@ class Bodies:
         many."""
         wanted: dict[tuple[str, str], Item] = {}
         for item in items:
-            key = (item.source.digest, item.path)
+            key = body_key(item)
             if key not in self._contents and key not in wanted:
                 wanted[key] = item
         held: dict[tuple[str, str], Rendered] = {}
@@ -148,8 +148,8 @@ class Bodies:
         render = partial(_render_scanned, self.root, self.settings.base_url)
         rendered = parallel.map_in_processes(render, missing)
         fresh = [(i, r) for i, r in zip(missing, rendered, strict=True) if r is not None]
-        self.cache.store_contents([(i.source.digest, i.path, *r) for i, r in fresh])
-        held.update(((i.source.digest, i.path), r) for i, r in fresh)
+        self.cache.store_contents([(*body_key(i), *r) for i, r in fresh])
+        held.update((body_key(i), r) for i, r in fresh)
         for key, (_, removed) in held.items():
             self._removed(wanted[key].source.path, removed)
         self._held = held
@@ -174,7 +174,7 @@ class Bodies:
         data, current = self._read_version(item.source.path, item.source.digest)
         rendered = _render_noting(item, data, self.settings.base_url)
         if current or self.last_good(item.source.path):
-            self.cache.store_content(item.source.digest, item.path, *rendered)
+            self.cache.store_content(*body_key(item), *rendered)
         else:  # never file a newer body under an older version's digest
             self.stale_reads += 1
         return rendered
@@ -190,6 +190,15 @@ class Bodies:
                 log.info("%s changed since the last scan; rendering its newer body", path)
             return data, False
         return data, True
+
+
+def body_key(item: Item) -> tuple[str, str]:
+    """What a rendered body is kept under, in memory and in the cache: the file's content
+    digest and the item's page path, which with `base_url` (part of the cache's
+    fingerprint) is the base the sanitiser resolves the body's URLs against
+    (`itemfile.render_body`): a body made for another page URL is never taken, so a
+    `#note` or `?q` link always names the page as it is now."""
+    return item.source.digest, item.path
 
 
 def _render_noting(item: Item, data: bytes, base_url: str) -> Rendered:

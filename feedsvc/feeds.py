@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from feedsvc.config import Settings
-from feedsvc.model import Category, Feed, Item, Tag, Week
+from feedsvc.model import PAGE_SUFFIX, Category, Feed, Item, Tag, Week
 
 TAG_PREFIX = "tags/"
 
@@ -50,7 +50,7 @@ def registry(
                 category.name,
                 f"{title}: {category.name}",
                 f"{category.name}: the latest from {title}.",
-                f"/categories/{category.slug}",
+                category.path,
                 category.items,
                 settings.feed_size,
             )
@@ -93,8 +93,13 @@ def split_page(name: str) -> tuple[str, int | None]:
 
 def list_page_path(first: str, page: int) -> str:
     """A page of an HTML list (the front page, a category, a tag, the roundups): the
-    first at the list's own path, the others under it at `page/N`."""
-    return first if page == 1 else f"{first.rstrip('/')}/page/{page}"
+    first at the list's own path (`/`, `/categories/news.html`), the others in a folder
+    of the list's name, as files of their own (`/page/2.html`,
+    `/categories/news/page/2.html`)."""
+    if page == 1:
+        return first
+    folder = first.removesuffix(PAGE_SUFFIX).rstrip("/")
+    return f"{folder}/page/{page}{PAGE_SUFFIX}"
 
 
 def feed_url(settings: Settings, name: str, format: str, page: int = 1, archive: str = "") -> str:

@@ -33,6 +33,7 @@ from feedsvc.model import (
     Problem,
     Source,
     is_valid_name,
+    item_path,
 )
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -418,7 +419,7 @@ def _item_fields(
         fields.warn("updated", "'updated' is before 'date'; using 'date'")
         updated = published
 
-    page_url = f"{settings.base_url}/items/{category}/{slug}"
+    page_url = settings.base_url + item_path(category, slug)
 
     def url(key: str) -> str | None:
         text = fields.text(key)

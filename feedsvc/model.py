@@ -1,6 +1,10 @@
 """The product's values: items, problems, weeks, feeds and the snapshot that holds them.
 
-Everything here is immutable and imports only the standard library.
+Everything here is immutable and imports only the standard library. The paths of the
+HTML pages are made here, one function per kind (`item_path`, `category_path`,
+`tag_path`, `week_path`; a list's later pages by `feeds.list_page_path`): a page's URL
+is the name of its file in a static export, `….html`, so any static host serves it
+without rewrites; the folders (`/`, `/tags/`, `/weekly/`) are their index.html.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ class Item:
     @property
     def path(self) -> str:
         """The item's page, relative to `base_url`."""
-        return f"/items/{self.category}/{self.page_name}"
+        return item_path(self.category, self.page_name)
 
     @property
     def tag_slugs(self) -> dict[str, str]:
@@ -198,7 +202,7 @@ class Week:
 
     @property
     def path(self) -> str:
-        return f"/weekly/{self.name}"
+        return week_path(self.name)
 
     @property
     def updated(self) -> datetime:
@@ -212,6 +216,10 @@ class Category:
     slug: str
     name: str
     items: Sequence[Item]
+
+    @property
+    def path(self) -> str:
+        return category_path(self.slug)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +235,29 @@ class Tag:
         return tag_path(self.slug)
 
 
+PAGE_SUFFIX = ".html"
+
+
+def item_path(category: str, page_name: str) -> str:
+    """An item's page, relative to `base_url`. A relative link in its body resolves as it
+    would against the same path without the suffix (the page is in the same folder)."""
+    return f"/items/{category}/{page_name}{PAGE_SUFFIX}"
+
+
+def week_path(name: str) -> str:
+    """A week's roundup page, relative to `base_url`."""
+    return f"/weekly/{name}{PAGE_SUFFIX}"
+
+
+def category_path(slug: str) -> str:
+    """A category's page (the first of its list), relative to `base_url`."""
+    return f"/categories/{slug}{PAGE_SUFFIX}"
+
+
 def tag_path(slug: str) -> str:
-    """A tag's page, relative to `base_url` (a slug may hold letters of any script)."""
-    return "/tags/" + quote(slug)
+    """A tag's page (the first of its list), relative to `base_url` (a slug may hold
+    letters of any script: the path carries them percent-encoded)."""
+    return f"/tags/{quote(slug)}{PAGE_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +265,8 @@ class Feed:
     """One feed the site publishes, in every format: what it lists and how it is named.
 
     `name` is its place under /feeds/ (`all`, `weekly`, a category's slug, `tags/` and a
-    tag's slug), so its URLs are
-    `/feeds/<name>.<format>` and `?page=N` for later pages.
+    tag's slug), so its URLs are `/feeds/<name>.<format>` and, for later pages,
+    `/feeds/<name>/page/<N>.<format>` (`feeds.feed_path`).
     """
 
     name: str
@@ -310,7 +338,8 @@ class Snapshot:
         return None
 
     def page(self, category: str, name: str) -> Item | None:
-        """The item published at /items/<category>/<name>, if any (not yet a scheduled one)."""
+        """The item published at `item_path(category, name)`, if any (not yet a scheduled
+        one)."""
         item = self.pages.get((category, name))
         return item if item is not None and item.published <= self.now else None
 

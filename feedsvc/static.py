@@ -1,9 +1,12 @@
 """`feedsvc build`: every URL the server answers, written as static files (plus .gz).
 
-The files are made by what the server sends from (feed documents from `Documents`, the
-other pages through the application), so they are byte for byte what the server sends;
-docs/deploy.md says how hosts serve them. The work is spread over one process per core
-(`parallel`); every body is sanitised once, before, in the cache a server shares.
+The files are made from what the server sends from (feed documents from `Documents`,
+the other pages through the application), so they are byte for byte what the server
+sends. Every URL is the path of its file (`file_for`), so any static host serves the
+folder as it is, with no rewrites; beside the documents go the site's 404 page, the style
+sheet and icons, and a `_headers` file with the content types a host cannot guess from
+the suffix (docs/deploy.md). The work is spread over one process per core (`parallel`);
+every body is sanitised once, before, into the cache a server shares.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from feedsvc import archives, parallel, render
 from feedsvc.config import Settings
@@ -24,6 +28,7 @@ from feedsvc.documents import Documents, compress, item_page_signature
 from feedsvc.feeds import feed_path, list_page_path
 from feedsvc.model import FeedKey, Snapshot
 from feedsvc.store import Store
+from feedsvc.web import CORS
 
 #: What a document's signature is worked out from: a feed document's key, an item page's
 #: (folder, name), or None for a page that is rendered every build (a list, the OPML).
@@ -52,29 +57,87 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
     lists = [
         ("/", len(snapshot.items)),
         ("/weekly/", len(snapshot.weeks)),
-        *((f"/categories/{c.slug}", len(c.items)) for c in snapshot.categories),
+        *((c.path, len(c.items)) for c in snapshot.categories),
         *((tag.path, len(tag.items)) for tag in snapshot.tags.values()),
     ]
     for first, count in lists:
         for page in range(1, max(1, -(-count // settings.page_size)) + 1):
             yield list_page_path(first, page), None
     for folder, name in snapshot.pages:
-        if snapshot.page(folder, name) is not None:
-            yield f"/items/{folder}/{name}", (folder, name)
+        item = snapshot.page(folder, name)
+        if item is not None:
+            yield item.path, (folder, name)
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
         yield week.path, None
 
 
 def file_for(url: str) -> str:
-    """Where a URL is stored: a folder's URL (`/`, `/weekly/`) is its index.html, a feed
-    document is a file of its own name, another page gets .html."""
-    path = unquote(url)  # a tag's slug may hold letters of any script
-    if path.endswith("/"):
-        return path.lstrip("/") + "index.html"
-    if path.startswith("/feeds"):
-        return path.lstrip("/")
-    return path.lstrip("/") + ".html"
+    """Where a URL is stored: the file its path names (every document's URL is a file's
+    name), a folder's URL (`/`, `/weekly/`) its index.html, as a static host looks."""
+    path = unquote(url).lstrip("/")  # a tag's slug may hold letters of any script
+    return path + "index.html" if path.endswith("/") or not path else path
+
+
+#: The site's 404 page in the export: what the server sends for an unknown address, which
+#: static hosts send for theirs (GitHub Pages, Netlify and Cloudflare Pages by this name;
+#: nginx and S3 as configured in docs/deploy.md).
+NOT_FOUND = "/404.html"
+#: Netlify's and Cloudflare Pages' file of response headers, by URL pattern.
+HEADERS = "_headers"
+
+
+def asset_urls(settings: Settings) -> list[str]:
+    """The files the server sends as they are: the feeds' style sheet and the icon (at
+    /favicon.ico and its own name; none of the site's when `icon` is a URL elsewhere)."""
+    urls = [render.FEED_CSS_PATH]
+    if settings.icon_url.startswith(settings.base_url + "/"):
+        urls += ["/favicon.ico", settings.icon_url.removeprefix(settings.base_url)]
+    return urls
+
+
+def site_files(client: FlaskClient, settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """What a static host needs besides the documents, as (file, bytes): the 404 page,
+    the assets, each text file with its .gz, and `_headers`."""
+    missing = client.get(NOT_FOUND)
+    if missing.status_code != 404:
+        raise RuntimeError(f"{NOT_FOUND} answered {missing.status_code}, not the 404 page")
+    sent = [(NOT_FOUND, missing)]
+    types: dict[str, str] = {}
+    for url in asset_urls(settings):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}; nothing can be exported")
+        sent.append((url, response))
+        types[url] = response.content_type or ""
+    for url, response in sent:
+        yield file_for(url), response.data
+        if (response.content_type or "").startswith("text/"):
+            yield file_for(url) + ".gz", compress(response.data)
+    yield HEADERS, headers_file(types).encode()
+
+
+def headers_file(assets: dict[str, str]) -> str:
+    """`_headers`: the content types the server sends, for the feeds and the OPML by
+    suffix (hosts know none of them, or `.json` as another) and for each asset by its
+    URL (`/favicon.ico` is whatever image the icon is); the header the server sends on
+    everything (nosniff) and the ones on feeds (CORS, `feedsvc.web`). Each header is set
+    by at most one rule that matches a path: hosts join the values of all that match."""
+    cors = [f"{name}: {value}" for name, value in CORS]
+    rules = [
+        ("/*", ["X-Content-Type-Options: nosniff"]),
+        ("/feeds/*", cors),
+        ("/feeds.opml", cors),
+    ]
+    types = {f"/*.{f.name}": f.content_type for f in render.FORMATS.values()}
+    types["/*.opml"] = render.OPML_TYPE
+    rules += [
+        (pattern, [f"Content-Type: {kind}"]) for pattern, kind in {**types, **assets}.items()
+    ]
+    lines = ["# Response headers for Netlify and Cloudflare Pages, written by `feedsvc build`."]
+    for pattern, headers in rules:
+        lines += [pattern, *(f"  {header}" for header in headers)]
+    return "\n".join(lines) + "\n"
 
 
 MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
@@ -140,6 +203,14 @@ def export(app: Flask, out_dir: Path) -> Written:
         _job = None
     files = {outcome.file: outcome.signature for outcome in outcomes}
     files |= {outcome.file + ".gz": outcome.signature for outcome in outcomes}
+    changed = sum(o.changed for o in outcomes)
+    kept = sum(o.kept for o in outcomes)
+    for relative, data in site_files(app.test_client(), store.settings):
+        files[relative] = ""
+        if _write(out_dir / relative, data):
+            changed += 1
+        else:
+            kept += 1
     removed = 0
     for relative in sorted(before.keys() - files.keys()):
         gone = out_dir / relative
@@ -150,8 +221,8 @@ def export(app: Flask, out_dir: Path) -> Written:
     lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
     _write(manifest, lines.encode())
     return Written(
-        changed=sum(o.changed for o in outcomes),
-        kept=sum(o.kept for o in outcomes),
+        changed=changed,
+        kept=kept,
         removed=removed,
         rendered=sum(o.rendered for o in outcomes),
     )

@@ -38,7 +38,16 @@ from feedsvc import hub as hub_module
 from feedsvc.config import Settings, icon_type
 from feedsvc.documents import Document, Documents, PageKey
 from feedsvc.feeds import TAG_PREFIX, feed_path, feed_url, list_page_path, split_page
-from feedsvc.model import Content, FeedKey, Item, Snapshot, Week, tag_path, tag_slug
+from feedsvc.model import (
+    Content,
+    FeedKey,
+    Item,
+    Snapshot,
+    Week,
+    category_path,
+    tag_path,
+    tag_slug,
+)
 from feedsvc.store import Clock, Store
 
 bp = Blueprint("feedsvc", __name__)
@@ -326,10 +335,12 @@ def send_list(
     first_path: str,
     entries: Sequence[Item] | Sequence[Week],
     page: int | None,
+    moved: bool = False,
     **context: object,
 ) -> Response:
     """A paged list, `page_size` entries a page: page 1 at the list's URL, later pages at
-    `…/page/N`, 404 past the end. The other spellings of a page (`?page=N`, `…/page/1`)
+    `…/page/N.html`, 404 past the end. The other spellings of a page (`?page=N`,
+    `…/page/1.html`, and with `moved` the address the page had before: `MOVED`)
     redirect to that one. The template gets the page's entries as `shown`, and `pager`."""
     if page is None:
         asked = request.args.get("page")
@@ -344,28 +355,30 @@ def send_list(
     pager = Pager(first_path, page, max(1, -(-len(entries) // size)))
     if page > pager.last_page:
         abort(404)
+    if moved:
+        return redirect_to(pager.path(page))
     shown = entries[(page - 1) * size : page * size]
     newest = max((entry.updated for entry in shown), default=None)
     return send_page(snapshot, template, None, newest, shown=shown, pager=pager, **context)
 
 
 @bp.get("/")
-@bp.get("/page/<int(min=1):page>")
-def index(page: int | None = None) -> Response:
+@bp.get("/page/<int(min=1):page>.html")
+def index(page: int | None = None, moved: bool = False) -> Response:
     snapshot = store().snapshot()
     listed = [name for name, feed in snapshot.feeds.items() if feed.listed]
-    return send_list(snapshot, "index.html", "/", snapshot.items, page, alternates=listed)
+    return send_list(snapshot, "index.html", "/", snapshot.items, page, moved, alternates=listed)
 
 
-@bp.get("/categories/<slug>")
-@bp.get("/categories/<slug>/page/<int(min=1):page>")
-def category(slug: str, page: int | None = None) -> Response:
+@bp.get("/categories/<slug>.html")
+@bp.get("/categories/<slug>/page/<int(min=1):page>.html")
+def category(slug: str, page: int | None = None, moved: bool = False) -> Response:
     snapshot = store().snapshot()
     found = snapshot.category(slug)
     if found is None:
         abort(404)
     return send_list(
-        snapshot, "category.html", f"/categories/{slug}", found.items, page,
+        snapshot, "category.html", found.path, found.items, page, moved,
         category=found, alternates=[slug, "all"],
     )  # fmt: skip
 
@@ -377,9 +390,9 @@ def tags() -> Response:
     return send_page(snapshot, "tags.html", updated=newest, alternates=["all"])
 
 
-@bp.get("/tags/<slug>")
-@bp.get("/tags/<slug>/page/<int(min=1):page>")
-def tag(slug: str, page: int | None = None) -> Response:
+@bp.get("/tags/<slug>.html")
+@bp.get("/tags/<slug>/page/<int(min=1):page>.html")
+def tag(slug: str, page: int | None = None, moved: bool = False) -> Response:
     snapshot = store().snapshot()
     found = snapshot.tags.get(slug)
     if found is None:
@@ -389,13 +402,13 @@ def tag(slug: str, page: int | None = None) -> Response:
         abort(404)
 
     return send_list(
-        snapshot, "tag.html", found.path, found.items, page,
+        snapshot, "tag.html", found.path, found.items, page, moved,
         tag=found, alternates=[TAG_PREFIX + found.slug, "all"],
     )  # fmt: skip
 
 
-@bp.get("/items/<category>/<page>")
-def item(category: str, page: str) -> Response:
+@bp.get("/items/<category>/<page>.html")
+def item(category: str, page: str, moved: bool = False) -> Response:
     feeds = store()
     snapshot = feeds.snapshot()
     found = snapshot.page(category, page)
@@ -403,6 +416,8 @@ def item(category: str, page: str) -> Response:
         if (category, page) in snapshot.gone:
             abort(410)
         abort(404)
+    if moved:
+        return redirect_to(found.path)
 
     def item_page() -> str:
         """The page behind the fault barrier: if it cannot be written with the item's body,
@@ -427,20 +442,23 @@ def item(category: str, page: str) -> Response:
 
 
 @bp.get("/weekly/", strict_slashes=False)  # no redirect: Location would use Host
-@bp.get("/weekly/page/<int(min=1):page>")
-def weeks(page: int | None = None) -> Response:
+@bp.get("/weekly/page/<int(min=1):page>.html")
+def weeks(page: int | None = None, moved: bool = False) -> Response:
     snapshot = store().snapshot()
     return send_list(
-        snapshot, "weeks.html", "/weekly/", snapshot.weeks, page, alternates=["weekly", "all"]
-    )
+        snapshot, "weeks.html", "/weekly/", snapshot.weeks, page, moved,
+        alternates=["weekly", "all"],
+    )  # fmt: skip
 
 
-@bp.get("/weekly/<name>")
-def week(name: str) -> Response:
+@bp.get("/weekly/<name>.html")
+def week(name: str, moved: bool = False) -> Response:
     snapshot = store().snapshot()
     found = snapshot.week(name)
     if found is None:
         abort(404)
+    if moved:
+        return redirect_to(found.path)
     bodies = store().bodies
 
     def roundup() -> dict[str, object]:
@@ -450,6 +468,25 @@ def week(name: str) -> Response:
         snapshot, "week.html", roundup, updated=found.updated, week=found,
         alternates=["weekly", "all"],
     )  # fmt: skip
+
+
+#: The addresses the HTML pages had before each page's URL became the name of its file
+#: in a static export (`feedsvc.model`): each answers 301 to the page's URL, the
+#: `?page=N` forms too, for as long as the page exists; another answers 404 as before.
+MOVED: tuple[tuple[str, Callable[..., Response]], ...] = (
+    ("/page/<int(min=1):page>", index),
+    ("/categories/<slug>", category),
+    ("/categories/<slug>/page/<int(min=1):page>", category),
+    ("/tags/<slug>", tag),
+    ("/tags/<slug>/page/<int(min=1):page>", tag),
+    ("/items/<category>/<page>", item),
+    ("/weekly/page/<int(min=1):page>", weeks),
+    ("/weekly/<name>", week),
+)
+for _rule, _view in MOVED:  # each under an endpoint of its own: `item_moved`…
+    bp.add_url_rule(
+        _rule, f"{_view.__name__}_moved", _view, methods=["GET"], defaults={"moved": True}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,6 +640,7 @@ def register(app: Flask, store_: Store, documents_: Documents) -> None:
 
     app.jinja_env.globals.update(
         feed_url=lambda name, fmt: feed_url(store_.settings, name, fmt),
+        category_path=category_path,
         tag_path=tag_path,
         tag_slug=tag_slug,
         week_title=lambda w: weekly.week_title(w, store_.settings),

@@ -132,7 +132,7 @@ class Good:
 
     @property
     def page(self) -> str:
-        return f"/items/{self.category}/{self.slug}"
+        return f"/items/{self.category}/{self.slug}.html"
 
     @property
     def data(self) -> bytes:

@@ -125,7 +125,7 @@ def assert_links_point_at(server: Server, base: str) -> None:
     assert feed.feed.link == f"{base}/"
     assert {link.href for link in feed.feed.links} == {f"{base}/", f"{base}/feeds/all.atom"}
     [entry] = feed.entries
-    assert entry.link == f"{base}/items/news/story"
+    assert entry.link == f"{base}/items/news/story.html"
     host = base.split("//")[1].split(":")[0]
     assert entry.id == f"tag:{host},2020-09-01:news/story"
     status, _, body = server.request("/feeds/all.json")

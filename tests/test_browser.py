@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import quote, urldefrag, urlsplit
 
 import pytest
 import yaml
@@ -70,7 +70,7 @@ def generate(items: Path, count: int = 300) -> dict[str, set[str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"---\n{front}---\nBody of story {n}.\n", encoding="utf-8")
         for tag in tags:
-            expected.setdefault(tag_slug(tag), set()).add(f"/items/{category}/story-{n}")
+            expected.setdefault(tag_slug(tag), set()).add(f"/items/{category}/story-{n}.html")
     return expected
 
 
@@ -124,7 +124,7 @@ def test_a_crawl_of_a_tagged_site_finds_no_dead_link_and_each_tag_feed_holds_its
         items = {path for path in seen if path.startswith("/items/")}
         assert len(items) == 300, "every item reachable by following links from /"
         for slug, pages in expected.items():
-            tag_page = f"/tags/{slug}"
+            tag_page = f"/tags/{quote(slug)}.html"
             assert page.goto(origin + tag_page).status == 200  # type: ignore[union-attr]
             feed = page.eval_on_selector(
                 'link[rel="alternate"][type="application/feed+json"]', "e => e.href"
@@ -161,7 +161,7 @@ def test_a_feed_opened_in_chromium_reads_as_a_page(
         entries = page.locator('xpath=//*[local-name()="item" or local-name()="entry"]')
         assert entries.count() > 1 and not entries.first.is_visible(), "the feed's own XML"
         first.click()
-        page.wait_for_url(f"{origin}/items/partnerships/emlyon-masters")
+        page.wait_for_url(f"{origin}/items/partnerships/emlyon-masters.html")
         assert page.title().endswith(SAMPLE_TITLE)
 
 
@@ -179,8 +179,8 @@ def screenshots(folder: Path) -> None:
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         for name, path in [
             ("front-page", "/"),
-            ("tag-page", "/tags/tmall"),
-            ("week-page", "/weekly/2020-W40"),
+            ("tag-page", "/tags/tmall.html"),
+            ("week-page", "/weekly/2020-W40.html"),
             ("feed-in-browser", "/feeds/all.atom"),
             ("not-found", "/no/such/page"),
         ]:

@@ -25,7 +25,7 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from feedsvc import cache as cache_module
-from feedsvc import web
+from feedsvc import model, web
 from feedsvc.bodies import Bodies
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
@@ -281,13 +281,36 @@ def test_the_codec_round_trips_every_field(site: Site) -> None:
     assert again.item.published.fold == parsed.item.published.fold
 
 
+def test_a_body_cached_for_another_page_url_is_not_taken(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sanitiser resolves a body's URLs against its page's URL, so a body rendered
+    while the page had another URL (as before pages were named `….html`) is not served
+    from the cache: its `#notes` would name the old address."""
+    site.write_item("news", "2020-09-01-story.md", {"title": "Story"}, "See [notes](#notes).")
+    settings = site.settings(cache_dir=site.root / "cache")
+    with monkeypatch.context() as old:
+        old.setattr(model, "item_path", lambda category, name: f"/items/{category}/{name}")
+        before = Store(settings)
+        before.reload()
+        [item] = before.snapshot().items
+        assert 'href="https://news.example.org/items/news/story#notes"' in (
+            before.bodies.content(item).html
+        )
+    now = Store(settings)
+    now.reload()
+    [item] = now.snapshot().items
+    html = now.bodies.content(item).html
+    assert 'href="https://news.example.org/items/news/story.html#notes"' in html
+
+
 def test_content_round_trips(site: Site) -> None:
     cache = Cache(site.root / "c", site.settings())
-    cache.store_content("d1", "/items/a/b", Content("<p>x</p>", "x"))
-    assert cache.content("d1", "/items/a/b") == (Content("<p>x</p>", "x"), "")
-    cache.store_content("d2", "/items/a/b", Content("<p>y</p>", "y"), "<script>")
-    assert cache.content("d2", "/items/a/b") == (Content("<p>y</p>", "y"), "<script>")
-    assert cache.content("d1", "/items/a/c") is None
+    cache.store_content("d1", "/items/a/b.html", Content("<p>x</p>", "x"))
+    assert cache.content("d1", "/items/a/b.html") == (Content("<p>x</p>", "x"), "")
+    cache.store_content("d2", "/items/a/b.html", Content("<p>y</p>", "y"), "<script>")
+    assert cache.content("d2", "/items/a/b.html") == (Content("<p>y</p>", "y"), "<script>")
+    assert cache.content("d1", "/items/a/c.html") is None
 
 
 def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:
@@ -884,7 +907,7 @@ def test_a_failed_read_or_write_is_a_miss_and_the_next_one_tries_again(
         holder.execute("SELECT count(*) FROM documents").fetchall()
         assert cache.document("kept") is None
         assert not cache.has_document("kept")
-        assert cache.content("digest", "/items/a/b") is None
+        assert cache.content("digest", "/items/a/b.html") is None
         assert cache.document_stream("kept", gzipped=False) is None
         assert not cache.store_document("other", b"x", b"y")
     finally:

@@ -272,7 +272,7 @@ def test_a_midnight_skipped_by_daylight_saving_comes_back_as_parsed() -> None:
 
 _NO_BYTECODE = shutil.ignore_patterns("__pycache__", "*.pyc")
 WEEK = "2020-W40"
-PATHS = [f"/feeds/weekly.{fmt}" for fmt in ("atom", "rss", "json")] + [f"/weekly/{WEEK}"]
+PATHS = [f"/feeds/weekly.{fmt}" for fmt in ("atom", "rss", "json")] + [f"/weekly/{WEEK}.html"]
 #: Run in a fresh interpreter: the app over the FEEDSVC_* settings, the paths asked for,
 #: and the feed documents it rendered (those not found in the cache).
 SERVE = """

@@ -217,7 +217,7 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
         site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
     site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip"})
     (site.root / "feedsvc.toml").write_text(
-        'title = "CLI"\nbase_url = "https://cli.example.org"\nfeed_size = 2\n'
+        'title = "CLI"\nbase_url = "https://cli.example.org"\nfeed_size = 2\npage_size = 2\n'
     )
     out = tmp_path / "public"
     result = run(runner, "build", str(out))
@@ -227,17 +227,27 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     store = app.extensions["feedsvc"]
     every = list(urls(store.snapshot(), store.settings))
     assert "/feeds/news/page/3.atom" in every
-    assert "/items/news/story" in every
-    assert "/weekly/2020-W36" in every
+    assert "/items/news/story.html" in every
+    assert "/weekly/2020-W36.html" in every
+    assert "/categories/news/page/2.html" in every
     for url in every:
         target = out / file_for(url)
         assert target.read_bytes() == client.get(url).data, url
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"}).data
         assert target.with_name(target.name + ".gz").read_bytes() == zipped
         assert gzip.decompress(zipped) == target.read_bytes()
+    # Beside the documents: the 404 page as an unknown address gets it, the assets.
+    missing = client.get("/no/such/page.html")
+    assert missing.status_code == 404
+    assert (out / "404.html").read_bytes() == missing.data
+    for url in ("/feed.css", "/favicon.ico", "/icon.png"):
+        assert (out / file_for(url)).read_bytes() == client.get(url).data, url
+    for text in ("404.html", "feed.css"):
+        assert gzip.decompress((out / f"{text}.gz").read_bytes()) == (out / text).read_bytes()
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     exported = {file_for(u) for u in every} | {file_for(u) + ".gz" for u in every}
-    assert files == exported | {MANIFEST}
+    extras = {"404.html", "404.html.gz", "feed.css", "feed.css.gz", "favicon.ico", "icon.png"}
+    assert files == exported | extras | {"_headers", MANIFEST}
 
 
 @pytest.mark.parametrize(
@@ -245,8 +255,13 @@ def test_build_writes_what_the_server_sends(site: Site, runner: CliRunner, tmp_p
     [
         ("/", "index.html"),
         ("/weekly/", "weekly/index.html"),
-        ("/weekly/2020-W40", "weekly/2020-W40.html"),
-        ("/items/news/story", "items/news/story.html"),
+        ("/weekly/2020-W40.html", "weekly/2020-W40.html"),
+        ("/weekly/page/2.html", "weekly/page/2.html"),
+        ("/items/news/story.html", "items/news/story.html"),
+        ("/categories/news/page/2.html", "categories/news/page/2.html"),
+        ("/tags/", "tags/index.html"),
+        ("/tags/caf%C3%A9.html", "tags/café.html"),
+        ("/page/2.html", "page/2.html"),
         ("/feeds/all.atom", "feeds/all.atom"),
         ("/feeds/all/page/2.atom", "feeds/all/page/2.atom"),
         ("/feeds/tags/caf%C3%A9/2020-W40.json", "feeds/tags/café/2020-W40.json"),

@@ -14,21 +14,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from feedsvc.static import export, file_for, urls
+from feedsvc.static import asset_urls, export, file_for, urls
 from tests.conftest import Site
 from tests.server import TOP, free_port, stop
-
-CONTENT_TYPES = {
-    "html": "text/html; charset=utf-8",
-    "rss": "application/rss+xml; charset=utf-8",
-    "atom": "application/atom+xml; charset=utf-8",
-    "json": "application/feed+json; charset=utf-8",
-    "opml": "text/x-opml; charset=utf-8",
-}
 
 
 def static_server_block(port: int, root: Path) -> str:
@@ -41,17 +34,13 @@ def static_server_block(port: int, root: Path) -> str:
     )
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
+@contextmanager
+def nginx_serving(public: Path, prefix: Path) -> Iterator[int]:
+    """Debian's nginx with docs/deploy.md's static block over `public` (its files under
+    `prefix`), on a free loopback port, until the block ends: the port."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(binary).exists(), "nginx is not installed: `make test` installs it (Debian)"
-    for day in range(1, 6):
-        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
-    site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip & <Co>"})
-    public = tmp_path / "public"
-    export(site.app(feed_size=2), public)
     port = free_port()
-    prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
@@ -85,9 +74,20 @@ def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
                     stderr = process.stderr.read().decode() if process.stderr else ""
                     raise RuntimeError(f"nginx did not start: {stderr}") from None
                 time.sleep(0.05)
-        yield port, public, site
+        yield port
     finally:
         stop(process, signal.SIGQUIT)  # nginx's graceful shutdown
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, site: Site) -> Iterator[tuple[int, Path, Site]]:
+    for day in range(1, 6):
+        site.write_item("news", f"2020-09-{day:02d}-story.md", {"title": f"Story {day}"})
+    site.write_item("tech", "2020-09-07-chip.md", {"title": "Chip & <Co>"})
+    public = tmp_path / "public"
+    export(site.app(feed_size=2), public)
+    with nginx_serving(public, tmp_path / "nginx") as port:
+        yield port, public, site
 
 
 def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
@@ -104,25 +104,32 @@ def test_nginx_serves_the_export_with_the_right_types_and_bytes(
     nginx: tuple[int, Path, Site],
 ) -> None:
     port, public, site = nginx
-    store = site.app(feed_size=2).extensions["feedsvc"]
-    every = list(urls(store.snapshot(), store.settings))
-    assert "/feeds/news/page/3.atom" in every
+    client = site.app(feed_size=2).test_client()
+    store = client.application.extensions["feedsvc"]
+    every = [*urls(store.snapshot(), store.settings), *asset_urls(store.settings)]
+    assert {"/feeds/news/page/3.atom", "/feed.css", "/favicon.ico", "/icon.png"} <= set(every)
     for url in every:
         file = public / file_for(url)
         status, headers, body = get(port, url)
         assert status == 200, url
         assert body == file.read_bytes(), url
-        kind = file.suffix.lstrip(".")
-        assert headers["content-type"] == CONTENT_TYPES[kind], url
+        assert headers["content-type"] == client.get(url).content_type, url  # the server's
         assert headers["x-content-type-options"] == "nosniff"
-        status, headers, body = get(port, url, **{"Accept-Encoding": "gzip"})
-        assert headers.get("content-encoding") == "gzip", url
-        assert gzip.decompress(body) == file.read_bytes()
+        if file.with_name(file.name + ".gz").exists():
+            status, headers, body = get(port, url, **{"Accept-Encoding": "gzip"})
+            assert headers.get("content-encoding") == "gzip", url
+            assert gzip.decompress(body) == file.read_bytes()
 
 
-def test_nginx_answers_404_for_what_the_export_does_not_have(
+def test_nginx_answers_the_sites_404_page_for_what_the_export_does_not_have(
     nginx: tuple[int, Path, Site],
 ) -> None:
-    port, _, _ = nginx
-    for url in ("/feeds/news/page/9.atom", "/items/news/nope", "/feeds/nope.rss"):
-        assert get(port, url)[0] == 404, url
+    port, public, site = nginx
+    client = site.app(feed_size=2).test_client()
+    for url in ("/feeds/news/page/9.atom", "/items/news/nope.html", "/feeds/nope.rss", "/x/"):
+        status, headers, body = get(port, url)
+        assert status == 404, url
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert body == (public / "404.html").read_bytes() == client.get(url).data, url
+    # The pages' old addresses redirect on the server only.
+    assert get(port, "/categories/news")[0] == 404

@@ -486,10 +486,10 @@ def test_a_draft_is_published_by_a_running_server_only_once_published(
     everywhere(server, lambda s: "Marker 2" in titles(s))
     assert "Dunhill opens" not in titles(server)
     slug = path.name.removesuffix(".md").split("-", 3)[3]
-    assert server.request(f"/items/retail/{slug}")[0] == 404
+    assert server.request(f"/items/retail/{slug}.html")[0] == 404
     assert run(runner, "publish", str(path)).exit_code == 0
     everywhere(server, lambda s: titles(s)[0] == "Dunhill opens")
-    assert server.request(f"/items/retail/{slug}")[0] == 200
+    assert server.request(f"/items/retail/{slug}.html")[0] == 200
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ def test_a_body_that_cannot_be_rendered_costs_that_body_alone(
     entries = {entry.title: entry for entry in feed.entries}
     assert "Good body." in entries["Good"].content[0].value
     assert "content" not in entries["Deep"]  # shown with its title only
-    page = client.get("/items/news/deep")
+    page = client.get("/items/news/deep.html")
     assert page.status_code == 200 and b"Deep" in page.data
     health = json.loads(client.get("/healthz").data)
     assert health["errors"] == 1
@@ -258,13 +258,13 @@ def test_a_broken_published_item_survives_a_restart_from_its_last_good_version(
     path = site.write_item("news", "2020-09-01-a.md", "title: Alpha\ntags: [x, y]", "Alpha body.")
     settings = site.settings(cache_dir=site.root / "cache")
     app = site.app(cache_dir=site.root / "cache")
-    assert b"Alpha body." in app.test_client().get("/items/news/a").data
+    assert b"Alpha body." in app.test_client().get("/items/news/a.html").data
     path.write_text(path.read_text().replace("[x, y]", "[x, y"))  # the server is stopped
     for restarted in (Store(settings), Store(settings)):  # and again, from its own row
         restarted.reload()
         assert published(restarted) == ["Alpha"]
     client = site.client(cache_dir=site.root / "cache")
-    page = client.get("/items/news/a")
+    page = client.get("/items/news/a.html")
     assert page.status_code == 200 and b"Alpha body." in page.data
     monkeypatch.chdir(site.root)  # no feedsvc.toml there
     result = CliRunner().invoke(main, ["check", str(site.items)], env={"FEEDSVC_CACHE_DIR": ""})

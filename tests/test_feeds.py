@@ -254,7 +254,7 @@ def test_sample_json_feed_is_json_feed_1_1_with_every_item_field(
     assert len(feed["items"]) == len(expected)
     for entry, item in zip(feed["items"], expected, strict=True):
         assert entry["id"].startswith("tag:")
-        assert entry["url"] == f"{SAMPLE_BASE_URL}/items/{item.category}/{item.slug}"
+        assert entry["url"] == f"{SAMPLE_BASE_URL}/items/{item.category}/{item.slug}.html"
         assert entry["title"] == item.title
         assert text_of(entry["content_html"]) == item.body
         assert entry["summary"]
@@ -273,7 +273,7 @@ def test_sample_entries_carry_every_field_the_spec_names(
     for entry, item in zip(seen, expected, strict=True):
         assert entry.id.startswith("tag:")
         assert entry.title == item.title
-        assert entry.link == f"{SAMPLE_BASE_URL}/items/{item.category}/{item.slug}"
+        assert entry.link == f"{SAMPLE_BASE_URL}/items/{item.category}/{item.slug}.html"
         assert moment(entry.published) == item.published
         assert entry.author == item.author
         assert set(item.tags) <= entry.tags
@@ -401,11 +401,11 @@ def test_external_link_is_the_entry_link(site: Site, format: str) -> None:
     if format == "json":
         [item] = feed["items"]
         assert item["external_url"] == external
-        assert item["url"] == f"{BASE_URL}/items/news/quoted"
+        assert item["url"] == f"{BASE_URL}/items/news/quoted.html"
     else:
         [entry] = feed.entries
         assert entry.link == external
-    fetch(client, "/items/news/quoted")
+    fetch(client, "/items/news/quoted.html")
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -431,13 +431,14 @@ def test_scheduled_item_appears_when_the_clock_passes_its_date_without_a_reload(
 
     assert [e.title for e in entries(client, "all", format)] == ["Now"]
     assert [e.title for e in entries(client, "news", format)] == ["Now"]
+    assert client.get("/items/news/later.html").status_code == 404
     assert client.get("/items/news/later").status_code == 404
 
     site.clock.now = datetime(2030, 6, 1, 8, 0, 1, tzinfo=UTC)
 
     assert [e.title for e in entries(client, "all", format)] == ["Later", "Now"]
     assert [e.title for e in entries(client, "news", format)] == ["Later", "Now"]
-    assert client.get("/items/news/later").status_code == 200
+    assert client.get("/items/news/later.html").status_code == 200
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -450,7 +451,7 @@ def test_drafts_never_appear(site: Site, format: str) -> None:
 
     for name in ("all", "news"):
         assert [e.title for e in entries(client, name, format)] == ["Public"]
-    assert client.get("/items/news/secret").status_code == 404
+    assert client.get("/items/news/secret.html").status_code == 404
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -509,7 +510,7 @@ def test_category_without_published_items_has_a_valid_empty_feed_until_its_folde
 
     for format in FORMATS:
         assert client.get(f"/feeds/quiet.{format}").status_code == 404
-    assert client.get("/categories/quiet").status_code == 404
+    assert client.get("/categories/quiet.html").status_code == 404
 
 
 def test_two_apps_over_the_same_items_give_the_same_bytes(
@@ -622,13 +623,16 @@ def test_opml_content_type(site: Site) -> None:
         pytest.param("/feeds/all/page/0.rss", id="page-zero"),
         pytest.param("/feeds/all.rss?page=two", id="page-not-a-number"),
         pytest.param("/feeds/all/page/99.rss", id="page-past-the-end"),
-        pytest.param("/items/news/nope", id="unknown-item"),
-        pytest.param("/items/nope/story-1", id="item-in-unknown-category"),
-        pytest.param("/categories/nope", id="unknown-category-page"),
-        pytest.param("/weekly/2020-W60", id="week-that-does-not-exist"),
-        pytest.param("/weekly/2019-W01", id="week-without-items"),
-        pytest.param("/weekly/last-week", id="week-not-a-week"),
-        pytest.param("/weekly/2020-W1", id="week-one-digit"),
+        pytest.param("/items/news/nope.html", id="unknown-item"),
+        pytest.param("/items/nope/story-1.html", id="item-in-unknown-category"),
+        pytest.param("/categories/nope.html", id="unknown-category-page"),
+        pytest.param("/weekly/2020-W60.html", id="week-that-does-not-exist"),
+        pytest.param("/weekly/2019-W01.html", id="week-without-items"),
+        pytest.param("/weekly/last-week.html", id="week-not-a-week"),
+        pytest.param("/weekly/2020-W1.html", id="week-one-digit"),
+        pytest.param("/items/news/nope", id="unknown-item-old-address"),
+        pytest.param("/categories/nope", id="unknown-category-old-address"),
+        pytest.param("/weekly/2020-W60", id="unknown-week-old-address"),
     ],
 )
 def test_unknown_things_are_404_never_500(site: Site, path: str) -> None:
@@ -822,7 +826,7 @@ def test_relative_urls_in_bodies_become_absolute(site: Site, format: str) -> Non
         f"{BASE_URL}/items/news/next-part",
         f"{BASE_URL}/index.html",
         f"{BASE_URL}/items/images/chart.png",
-        f"{BASE_URL}/items/news/hello?page=2",
+        f"{BASE_URL}/items/news/hello.html?page=2",  # the page itself
         "https://cdn.example.net/x.js",  # scheme-relative: the page's scheme
     ]
 

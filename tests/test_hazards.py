@@ -202,7 +202,7 @@ class Crawler:
         feeds = {name: self.feed(name) for name in names}
         health = strict_json(self.get("/healthz"), "/healthz")
         assert health["status"] == "ok"
-        pages = {"/", "/weekly/", *(f"/categories/{name}" for name in names[2:])}
+        pages = {"/", "/weekly/", *(f"/categories/{name}.html" for name in names[2:])}
         pages |= {local(entry["url"]) for entries in feeds.values() for entry in entries}
         for path in sorted(pages):
             self.page(path)

@@ -16,7 +16,7 @@ from werkzeug.test import Client
 from werkzeug.test import TestResponse as Response
 
 from feedsvc.model import FeedKey
-from tests.conftest import Site
+from tests.conftest import BASE_URL, Site
 
 FEEDS = [
     "/feeds/all.rss",
@@ -26,7 +26,13 @@ FEEDS = [
     "/feeds/weekly.rss",
     "/feeds.opml",
 ]
-PAGES = ["/", "/items/retail/shop", "/categories/retail", "/weekly/", "/weekly/2020-W40"]
+PAGES = [
+    "/",
+    "/items/retail/shop.html",
+    "/categories/retail.html",
+    "/weekly/",
+    "/weekly/2020-W40.html",
+]
 
 
 @pytest.fixture
@@ -44,7 +50,7 @@ def client(site: Site) -> FlaskClient:
         ("/feeds/all.json", "application/feed+json; charset=utf-8"),
         ("/feeds.opml", "text/x-opml; charset=utf-8"),
         ("/", "text/html; charset=utf-8"),
-        ("/items/retail/shop", "text/html; charset=utf-8"),
+        ("/items/retail/shop.html", "text/html; charset=utf-8"),
     ],
 )
 def test_content_types(client: FlaskClient, url: str, content_type: str) -> None:
@@ -309,10 +315,15 @@ def test_a_feed_that_fits_on_one_page_has_no_paging_links(client: FlaskClient) -
         "/feeds/all.xml",
         "/feeds/all",
         "/feeds/.atom",
+        "/items/retail/nope.html",
+        "/items/nope/shop.html",
+        "/items/retail/shop.htm",
+        "/weekly/2020-W41.html",
+        "/weekly/2020-W99.html",
+        "/categories/nope.html",
         "/items/retail/nope",
         "/items/nope/shop",
         "/weekly/2020-W41",
-        "/weekly/2020-W99",
         "/categories/nope",
         "/nope",
         "/feeds/../feedsvc.toml",
@@ -420,6 +431,10 @@ def test_no_redirect_takes_its_location_from_the_host_header(client: FlaskClient
     assert response.status_code == 200
     assert "evil.example" not in str(response.headers)
     assert response.data == client.get("/weekly/").data
+    for moved in ("/items/retail/shop", "/categories/retail?page=1", "/weekly/2020-W40"):
+        response = client.get(moved, headers={"Host": "evil.example"})
+        assert response.status_code == 301, moved
+        assert response.headers["Location"] == f"{BASE_URL}{moved.split('?')[0]}.html"
 
 
 POLLS = [

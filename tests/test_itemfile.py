@@ -99,7 +99,7 @@ def test_minimal_file_gives_an_item_with_every_default() -> None:
     assert item.id == "tag:news.example.org,2020-09-30:retail/dunhill"
     assert item.image is None
     assert item.draft is False
-    assert item.path == "/items/retail/dunhill"
+    assert item.path == "/items/retail/dunhill.html"
 
 
 def test_source_records_the_file_version() -> None:
@@ -447,6 +447,7 @@ def test_summary(front: str, summary: str | None) -> None:
         ),
         pytest.param("../other", f"{SITE}/items/other", id="relative-to-item-page"),
         pytest.param("/elsewhere", f"{SITE}/elsewhere", id="root-relative"),
+        pytest.param("'#notes'", f"{SITE}/items/retail/dunhill.html#notes", id="on-the-page"),
     ],
 )
 def test_link(value: str, link: str) -> None:

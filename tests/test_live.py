@@ -66,9 +66,9 @@ def test_changes_reach_every_worker_without_a_restart(live: tuple[Server, Path])
     everywhere(server, lambda s: titles(s) == ["First, fixed"] and health(s)["errors"] == 0)
 
     path.rename(items / "news" / "2020-09-30-renamed.md")
-    everywhere(server, lambda s: s.request("/items/news/renamed")[0] == 200)
+    everywhere(server, lambda s: s.request("/items/news/renamed.html")[0] == 200)
     # Its old page was published: every worker says it is gone, not that it never was.
-    everywhere(server, lambda s: s.request("/items/news/first")[0] == 410)
+    everywhere(server, lambda s: s.request("/items/news/first.html")[0] == 410)
 
     (items / "news" / "2020-09-30-renamed.md").unlink()
     everywhere(server, lambda s: titles(s) == [])
@@ -125,7 +125,7 @@ def test_broken_saves_by_editors_never_unpublish_an_item(live: tuple[Server, Pat
 
     def poll() -> None:
         while not stop.is_set():
-            statuses.append(server.request("/items/news/alpha")[0])
+            statuses.append(server.request("/items/news/alpha.html")[0])
 
     pollers = [threading.Thread(target=poll) for _ in range(2)]
     for poller in pollers:

@@ -153,7 +153,7 @@ def test_index_lists_every_category_with_its_item_count(site: Site) -> None:
     page = read_page(site.client(), "/")
 
     counts = {
-        slug: count_in(page, f"{BASE_URL}/categories/{slug}")
+        slug: count_in(page, f"{BASE_URL}/categories/{slug}.html")
         for slug in ("news", "sport", "quiet")
     }
     assert {slug: count for slug, (_text, count) in counts.items()} == {
@@ -184,11 +184,11 @@ def test_index_counts_a_scheduled_item_once_its_time_comes(site: Site) -> None:
     site.clock.now = datetime(2030, 2, 1, tzinfo=UTC)
     client = site.client()
 
-    assert count_in(read_page(client, "/"), f"{BASE_URL}/categories/sport")[1] == 1
+    assert count_in(read_page(client, "/"), f"{BASE_URL}/categories/sport.html")[1] == 1
 
     site.clock.now = datetime(2030, 3, 2, tzinfo=UTC)
 
-    assert count_in(read_page(client, "/"), f"{BASE_URL}/categories/sport")[1] == 2
+    assert count_in(read_page(client, "/"), f"{BASE_URL}/categories/sport.html")[1] == 2
 
 
 def test_index_has_autodiscovery_for_every_feed(site: Site) -> None:
@@ -213,7 +213,7 @@ def test_sample_index_has_autodiscovery_for_every_feed_and_links_every_item(
     names = ["all", "weekly", "corporate", "retail", "partnerships"]
     assert alternates(page) == expected_alternates(names, SAMPLE_BASE_URL)
     hrefs = {anchor.hrefs[0] for anchor in page.of("a")}
-    assert {f"{SAMPLE_BASE_URL}/weekly/2020-W40"} <= hrefs
+    assert {f"{SAMPLE_BASE_URL}/weekly/2020-W40.html"} <= hrefs
     items = {href for href in hrefs if href.startswith(f"{SAMPLE_BASE_URL}/items/")}
     assert len(items) == 6
     for href in items:
@@ -248,14 +248,14 @@ def test_item_page_shows_the_title_and_the_sanitised_body(
 ) -> None:
     site.write_item("news", name, {"title": "Hello <em>world</em>", "tags": ["greetings"]}, body)
 
-    page = read_page(site.client(), "/items/news/hello")
+    page = read_page(site.client(), "/items/news/hello.html")
 
     assert page.texts("h1") == ["Hello world"]
     [article] = page.of("article")
     assert "First paragraph with a relative link." in page.texts("p")
     assert "Second paragraph." in page.texts("p")
     assert "SCRIPT-MARKER" not in article.text
-    assert f"{BASE_URL}/items/news/other-story" in article.hrefs
+    assert f"{BASE_URL}/items/news/other-story" in article.hrefs  # as from /items/news/hello
     assert not [tag for tag, _attrs in page.tags if tag in {"script", "iframe", "em"}]
     assert not [attrs for _tag, attrs in page.tags if "onclick" in attrs]
 
@@ -264,7 +264,7 @@ def test_category_page_lists_its_items_and_offers_its_feeds(site: Site) -> None:
     write_site(site)
     client = site.client()
 
-    page = read_page(client, "/categories/news")
+    page = read_page(client, "/categories/news.html")
 
     assert page.texts("h1") == ["News"]
     items = [a.text for a in page.of("a") if a.hrefs[0].startswith(f"{BASE_URL}/items/news/")]
@@ -275,7 +275,7 @@ def test_category_page_lists_its_items_and_offers_its_feeds(site: Site) -> None:
 def test_empty_category_page_is_200(site: Site) -> None:
     write_site(site)
 
-    page = read_page(site.client(), "/categories/quiet")
+    page = read_page(site.client(), "/categories/quiet.html")
 
     assert page.texts("h1") == ["Quiet"]
     assert not [a for a in page.of("a") if a.hrefs[0].startswith(f"{BASE_URL}/items/")]

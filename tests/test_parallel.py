@@ -63,7 +63,7 @@ def many_items(site: Site) -> None:
 def everything(site: Site) -> dict[str, bytes]:
     client = site.client()
     urls = [f"/feeds/{n}.{f}" for n in ("all", "weekly", "news") for f in ("rss", "atom", "json")]
-    return {url: client.get(url).data for url in [*urls, "/weekly/2020-W39", "/healthz"]}
+    return {url: client.get(url).data for url in [*urls, "/weekly/2020-W39.html", "/healthz"]}
 
 
 @pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
@@ -80,7 +80,8 @@ def test_start_up_in_helper_processes_publishes_the_same_bytes(
     alone = everything(site)
     assert spread == alone
     assert (
-        b"Story 27" in spread["/feeds/all.atom"] and b"<script>" not in spread["/weekly/2020-W39"]
+        b"Story 27" in spread["/feeds/all.atom"]
+        and b"<script>" not in spread["/weekly/2020-W39.html"]
     )
 
 
@@ -107,7 +108,7 @@ def test_start_up_keeps_no_roundup_html_once_the_weekly_feed_is_built(site: Site
     held = documents.held(snapshot)
     assert held["feeds"] > 0 and documents.renders(snapshot)[FeedKey("weekly", "rss")] == 1
     assert held["views"] == 0, "the roundups' HTML was let go once the formats were rendered"
-    page = app.test_client().get("/weekly/2020-W39")  # builds that week's HTML again
+    page = app.test_client().get("/weekly/2020-W39.html")  # builds that week's HTML again
     assert page.status_code == 200 and b"Story" in page.data
 
 

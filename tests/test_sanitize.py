@@ -28,7 +28,7 @@ from feedsvc.sanitize import (
 )
 
 #: The page an item body belongs to: relative URLs in the body resolve against it.
-PAGE = "https://news.example.org/items/retail/dunhill"
+PAGE = "https://news.example.org/items/retail/dunhill.html"
 SITE = "https://news.example.org"
 
 

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import feedparser
 import pytest
@@ -96,17 +96,17 @@ def test_the_tags_page_lists_every_tag_once_with_its_count(site: Site) -> None:
     }
     assert listed == {
         # The most used spelling; between as many, the first in code point order.
-        "/tags/caf%C3%A9": ("CAFE\u0301", 2),
-        "/tags/go": ("GO", 3),
-        "/tags/new-york": ("New York", 2),
-        "/tags/rust": ("Rust", 1),
+        "/tags/caf%C3%A9.html": ("CAFE\u0301", 2),
+        "/tags/go.html": ("GO", 3),
+        "/tags/new-york.html": ("New York", 2),
+        "/tags/rust.html": ("Rust", 1),
     }
 
 
 def test_a_tag_page_lists_its_items_and_its_feed_holds_exactly_them(site: Site) -> None:
     tagged_site(site)
     client = site.client()
-    page = tree(client, "/tags/go")
+    page = tree(client, "/tags/go.html")
     titles = [a.text for a in page.xpath('//ul[@class="list"]/li/a')]
     assert titles == ["Three", "Two", "One"]
     assert alternates(page)[:3] == [f"/feeds/tags/go.{f}" for f in ("atom", "rss", "json")]
@@ -126,13 +126,15 @@ def test_another_spelling_of_a_tag_redirects_to_its_page(site: Site) -> None:
     tagged_site(site)
     client = site.client()
     for spelling in ("Go", "New%20York", "new_york", "CAFE%CC%81"):
-        response = client.get(f"/tags/{spelling}")
-        assert response.status_code == 301, spelling
-        assert local(response.headers["Location"]) in (
-            "/tags/go",
-            "/tags/new-york",
-            "/tags/caf%C3%A9",
-        )
+        for path in (f"/tags/{spelling}.html", f"/tags/{spelling}"):  # and its old address
+            response = client.get(path)
+            assert response.status_code == 301, path
+            assert local(response.headers["Location"]) in (
+                "/tags/go.html",
+                "/tags/new-york.html",
+                "/tags/caf%C3%A9.html",
+            )
+    assert client.get("/tags/nothing-like-it.html").status_code == 404
     assert client.get("/tags/nothing-like-it").status_code == 404
 
 
@@ -142,8 +144,14 @@ def test_feeds_name_categories_and_tags_by_pages_that_exist(site: Site) -> None:
     root = etree.fromstring(fetch(client, "/feeds/all.atom"))
     seen = set()
     for category in root.iter(f"{ATOM}category"):
+        # A category's or tag's scheme and term name its page by the address it had
+        # before pages were named as files: that answers 301 to the page.
         page = category.get("scheme") + category.get("term")
-        fetch(client, urlsplit(urljoin(page, "")).path)  # a 200, or fetch fails
+        path = urlsplit(urljoin(page, "")).path
+        moved = client.get(path)
+        assert moved.status_code == 301, page
+        assert unquote(moved.headers["Location"]) == unquote(BASE_URL + path) + ".html"
+        fetch(client, local(moved.headers["Location"]))  # a 200, or fetch fails
         seen.add(category.get("scheme"))
     assert seen == {f"{BASE_URL}/categories/", f"{BASE_URL}/tags/"}
     rss = etree.fromstring(fetch(client, "/feeds/all.rss"))
@@ -153,9 +161,9 @@ def test_feeds_name_categories_and_tags_by_pages_that_exist(site: Site) -> None:
 
 def test_item_pages_link_each_tag_to_its_page(site: Site) -> None:
     tagged_site(site)
-    page = tree(site.client(), "/items/tech/three")
+    page = tree(site.client(), "/items/tech/three.html")
     tags = [(a.text, local(a.get("href"))) for a in page.xpath('//a[@rel="tag"]')]
-    assert tags == [("GO", "/tags/go"), ("new_york", "/tags/new-york")]
+    assert tags == [("GO", "/tags/go.html"), ("new_york", "/tags/new-york.html")]
 
 
 def test_tags_below_the_threshold_have_a_page_but_no_feed(site: Site) -> None:
@@ -163,7 +171,7 @@ def test_tags_below_the_threshold_have_a_page_but_no_feed(site: Site) -> None:
     client = site.client(tag_feed_min_items=2)
     assert client.get("/feeds/tags/go.atom").status_code == 200
     assert client.get("/feeds/tags/rust.atom").status_code == 404
-    page = tree(client, "/tags/rust")
+    page = tree(client, "/tags/rust.html")
     assert [a.text for a in page.xpath('//ul[@class="list"]/li/a')] == ["Two"]
     assert alternates(page) == [f"/feeds/all.{f}" for f in ("atom", "rss", "json")]
 
@@ -200,7 +208,7 @@ def follow_next(client: FlaskClient, first: str) -> Iterator[html.HtmlElement]:
 
 
 @pytest.mark.parametrize(
-    ("first", "count"), [("/", 45), ("/categories/news", 45), ("/tags/even", 23)]
+    ("first", "count"), [("/", 45), ("/categories/news.html", 45), ("/tags/even.html", 23)]
 )
 def test_older_links_reach_every_item_of_a_list_once(site: Site, first: str, count: int) -> None:
     many(site)
@@ -214,7 +222,7 @@ def test_older_links_reach_every_item_of_a_list_once(site: Site, first: str, cou
     ]
     assert len(pages) == -(-count // 10)
     assert len(titles) == count and len(set(titles)) == count
-    assert titles[0] == "Story 44" or first == "/tags/even"
+    assert titles[0] == "Story 44" or first == "/tags/even.html"
     last = pages[-1]
     newer = local(last.xpath('//a[@rel="prev"]/@href')[0])
     assert tree(client, newer).xpath('//a[@rel="next"]/@href')  # and back again
@@ -235,19 +243,46 @@ def test_other_spellings_of_a_page_redirect_and_pages_past_the_end_are_404(site:
     many(site)
     client = site.client(page_size=10)
     for asked, target in [
-        ("/?page=2", "/page/2"),
-        ("/page/1", "/"),
-        ("/categories/news?page=3", "/categories/news/page/3"),
-        ("/categories/news/page/1", "/categories/news"),
+        ("/?page=2", "/page/2.html"),
+        ("/page/1.html", "/"),
+        ("/categories/news.html?page=3", "/categories/news/page/3.html"),
+        ("/categories/news/page/1.html", "/categories/news.html"),
         ("/weekly/?page=1", "/weekly/"),
+        ("/tags/even.html?page=2", "/tags/even/page/2.html"),
+        # The addresses the pages had before their URLs were their files' names:
+        ("/page/1", "/"),
+        ("/page/2", "/page/2.html"),
+        ("/categories/news", "/categories/news.html"),
+        ("/categories/news?page=3", "/categories/news/page/3.html"),
+        ("/categories/news/page/1", "/categories/news.html"),
+        ("/categories/news/page/3", "/categories/news/page/3.html"),
+        ("/tags/even", "/tags/even.html"),
+        ("/tags/even/page/2", "/tags/even/page/2.html"),
+        ("/tags/EVEN/page/2", "/tags/even.html"),  # another spelling: the tag's page
+        ("/weekly/2020-W37", "/weekly/2020-W37.html"),
+        ("/items/news/story-3", "/items/news/story-3.html"),
     ]:
         response = client.get(asked)
         assert (response.status_code, response.headers.get("Location")) == (
             301,
             BASE_URL + target,
         ), asked
-    for missing in ("/page/6", "/page/0", "/?page=zero", "/categories/news/page/9", "/page/x"):
+        assert client.get(target).status_code == 200, target
+    for missing in (
+        *("/page/6.html", "/page/0.html", "/?page=zero", "/categories/news/page/9.html"),
+        *("/page/x.html", "/page/2.htm", "/page/6", "/page/0", "/page/x"),
+        *("/categories/news/page/9", "/categories/nope", "/tags/nope/page/2", "/weekly/page/9"),
+        *("/weekly/2020-W01", "/items/news/story-99", "/items/news/story-3.html.html"),
+    ):
         assert client.get(missing).status_code == 404, missing
+    weekly = site.client(page_size=2)
+    for asked in ("/weekly/?page=2", "/weekly/page/2"):
+        response = weekly.get(asked)
+        assert (response.status_code, response.headers.get("Location")) == (
+            301,
+            BASE_URL + "/weekly/page/2.html",
+        ), asked
+    assert weekly.get("/weekly/page/2.html").status_code == 200
 
 
 def test_every_published_item_is_reachable_from_the_front_page(site: Site) -> None:
@@ -273,11 +308,11 @@ def test_every_published_item_is_reachable_from_the_front_page(site: Site) -> No
     ("path", "first_feeds"),
     [
         ("/", ["all", "weekly", "news", "tech"]),
-        ("/categories/tech", ["tech", "all"]),
-        ("/items/tech/three", ["tech", "all"]),
-        ("/tags/new-york", ["tags/new-york", "all"]),
+        ("/categories/tech.html", ["tech", "all"]),
+        ("/items/tech/three.html", ["tech", "all"]),
+        ("/tags/new-york.html", ["tags/new-york", "all"]),
         ("/weekly/", ["weekly", "all"]),
-        ("/weekly/2020-W36", ["weekly", "all"]),
+        ("/weekly/2020-W36.html", ["weekly", "all"]),
         ("/tags/", ["all"]),
     ],
 )
@@ -348,7 +383,10 @@ def test_the_opml_is_laid_out_for_a_browser_too(site: Site) -> None:
 def test_an_unknown_address_gets_the_sites_own_404_page(site: Site) -> None:
     tagged_site(site)
     client = site.client()
-    for path in ("/nothing", "/items/news/nothing", "/categories/nothing", "/feeds/x.atom"):
+    for path in (
+        *("/nothing", "/items/news/nothing.html", "/categories/nothing.html", "/feeds/x.atom"),
+        *("/items/news/nothing", "/categories/nothing", "/404.html"),
+    ):
         response = client.get(path)
         assert response.status_code == 404 and response.content_type.startswith("text/html")
         page = html.fromstring(response.data)
@@ -365,21 +403,22 @@ def test_a_deleted_item_that_was_published_is_410_and_one_never_published_404(
     later = site.write_item("news", "2020-12-01-later.md", {"title": "Later"})
     app = site.app()
     client = app.test_client()
-    assert client.get("/items/news/one").status_code == 200
-    assert client.get("/items/news/later").status_code == 404  # scheduled: not yet public
+    assert client.get("/items/news/one.html").status_code == 200
+    assert client.get("/items/news/later.html").status_code == 404  # scheduled: not yet public
+    assert client.get("/items/news/later").status_code == 404
     (site.items / "news" / "2020-09-01-one.md").unlink()
     later.unlink()
     drafted = site.items / "news" / "2020-09-02-two.md"
     drafted.write_text(drafted.read_text().replace("title: Two", "title: Two\ndraft: true"))
     app.extensions["feedsvc"].reload()
-    for path in ("/items/news/one", "/items/news/two"):
+    for path in ("/items/news/one.html", "/items/news/two.html", "/items/news/one"):
         response = client.get(path)
         assert response.status_code == 410, path
         assert html.fromstring(response.data).findtext(".//h1") == "This item was removed"
-    assert client.get("/items/news/later").status_code == 404, "never public: never was"
+    assert client.get("/items/news/later.html").status_code == 404, "never public: never was"
     site.write_item("news", "2020-09-01-one.md", {"title": "One again"})
     app.extensions["feedsvc"].reload()
-    assert client.get("/items/news/one").status_code == 200
+    assert client.get("/items/news/one.html").status_code == 200
 
 
 # -- the icon ---------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_a_body_is_sanitised_once_per_version_and_its_warning_kept_with_it(
     first.reload()
     first.render_bodies()
     assert sorted(calls) == sorted(
-        f"https://news.example.org/items/news/{name}"
+        f"https://news.example.org/items/news/{name}.html"
         for name in ("scripted", "linked", "clean", "title", "draft")
     )
     first.render_bodies()  # from memory
@@ -156,7 +156,7 @@ def test_a_file_changed_back_warns_again_though_its_body_is_remembered(site: Sit
 
     def warnings_after_a_look() -> list[str]:
         store.reload()
-        assert client.get("/items/news/scripted").status_code == 200
+        assert client.get("/items/news/scripted.html").status_code == 200
         return [p.message for p in store.problems(store.snapshot())]
 
     assert warnings_after_a_look() == [SCRIPTED_WARNING]

@@ -176,7 +176,7 @@ def test_digest_groups_by_configured_category_order_oldest_first() -> None:
     order = [html.index(t) for t in ("Tech one", "Retail early", "Retail late", "Other one")]
     assert order == sorted(order)
     assert html.startswith("<p>This week: Tech one, Retail early and 2 more.</p>")
-    assert '<h2><a href="https://news.example.org/items/retail/retail-early">' in html
+    assert '<h2><a href="https://news.example.org/items/retail/retail-early.html">' in html
     assert "<p>Full body of Retail late.</p>" in html
 
 
@@ -244,7 +244,7 @@ def test_weekly_feed_in_every_format(site: Site) -> None:
             "2020-10-12 to 2020-10-18",
             "2020-09-28 to 2020-10-04",
         ]
-        assert entries[0].link == "https://news.example.org/weekly/2020-W42"
+        assert entries[0].link == "https://news.example.org/weekly/2020-W42.html"
     data = json.loads(site.client().get("/feeds/weekly.json").data)
     assert [i["id"] for i in data["items"]] == [
         "tag:news.example.org,2020-10-12:weekly/2020-W42",
@@ -257,16 +257,19 @@ def test_weekly_size_limits_the_feed(site: Site) -> None:
     for day in ("2020-09-07", "2020-09-14", "2020-09-21", "2020-09-28"):
         site.write_item("retail", f"{day}-story.md", {"title": f"Story {day}"})
     entries = weekly_feed(site, weekly_size=2).entries
-    assert [e.link.rsplit("/", 1)[1] for e in entries] == ["2020-W40", "2020-W39"]
+    assert [e.link.rsplit("/", 1)[1] for e in entries] == ["2020-W40.html", "2020-W39.html"]
 
 
 def test_the_roundup_page_and_its_404s(site: Site) -> None:
     site.write_item("retail", "2020-09-30-shop.md", {"title": "Shop"})
     client = site.client()
-    page = client.get("/weekly/2020-W40")
+    page = client.get("/weekly/2020-W40.html")
     assert page.status_code == 200
     assert b"Shop" in page.data and b"This week: Shop." in page.data
-    for missing in ("/weekly/2020-W41", "/weekly/2020-W99", "/weekly/last-week"):
+    for missing in (
+        *("/weekly/2020-W41.html", "/weekly/2020-W99.html", "/weekly/last-week.html"),
+        *("/weekly/2020-W41", "/weekly/last-week"),
+    ):
         assert client.get(missing).status_code == 404
 
 
@@ -275,7 +278,7 @@ def test_the_index_shows_this_week_so_far(site: Site) -> None:
     site.write_item("retail", "2020-09-29-shop.md", {"title": "Shop"})
     client = site.client()
     assert b"This week so far" in client.get("/").data
-    assert client.get("/weekly/2020-W40").status_code == 200
+    assert client.get("/weekly/2020-W40.html").status_code == 200
     assert weekly_feed(site).entries == []
 
 

@@ -357,6 +357,6 @@ def build(out_dir: Path, strict: bool) -> None:
     errors, warnings = _report(settings, store, store.snapshot(), "text")
     click.echo(
         f"{written.changed} files written, {written.kept} unchanged, "
-        f"{written.removed} removed in {out_dir}"
+        f"{written.removed} removed in {out_dir} ({written.rendered} documents rendered)"
     )
     sys.exit(1 if errors or (strict and warnings) else 0)

@@ -4,6 +4,7 @@ gone is removed, and the problems are listed with an exit status that counts the
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,32 @@ def test_a_rebuild_with_no_change_touches_nothing(site: Site, runner: CliRunner)
     assert result.exit_code == 0, result.output
     assert "0 files written" in result.output and "0 removed" in result.output
     assert set(files(out).values()) == {OLD}
+
+
+def rendered(result: Result) -> int:
+    found = re.search(r"\((\d+) documents rendered\)", result.output)
+    assert found, result.output
+    return int(found.group(1))
+
+
+def test_a_rebuild_renders_only_what_its_signature_says_changed(
+    site: Site, runner: CliRunner
+) -> None:
+    first = build(runner)
+    out = site.root / "public"
+    manifest = (out / MANIFEST).read_text().splitlines()
+    signed = {line.split("\t")[1] for line in manifest if not line.startswith("\t")}
+    assert "items/news/story-4.html" in signed and "feeds/all/page/2.atom" in signed
+    # Lists and the OPML have no signature: they are rendered every build.
+    unsigned = [line[1:] for line in manifest if line.startswith("\t")]
+    lists = sum(1 for name in unsigned if name.endswith((".html", ".opml")) and name != "404.html")
+    assert rendered(first) > rendered(build(runner)) == lists
+    site.write_item(
+        "news", "2020-09-04-story-4.md", {"title": "Story 4, edited", "tags": ["even"]}
+    )
+    # The lists, its page, and in three formats: the page of everything, of news and of
+    # "even" that show it, those three feeds' archives of its week, and the roundups' page.
+    assert rendered(build(runner)) == lists + 1 + 3 * 7
 
 
 def test_an_edit_rewrites_only_the_files_that_show_the_item(site: Site, runner: CliRunner) -> None:

@@ -206,7 +206,7 @@ class _Shown:
     follow from (each format's signature is made from it) and their newest update."""
 
     entries: Sequence[Item] | Sequence[Week]
-    versions: str  # what the entries follow from (`_versions`)
+    versions: str  # what the entries follow from (`versions`)
     last_modified: datetime | None
     history: History = field(default_factory=History)  # its archive links (feedsvc.archives)
 
@@ -556,7 +556,7 @@ class Documents:
                     history = archives.live_history(feed, snapshot, self.settings)
             if entries or (feed is not None and not week and page == 1):
                 newest = max((entry.updated for entry in entries), default=None)
-                found = _Shown(entries, _versions(entries), newest, history)
+                found = _Shown(entries, versions(entries), newest, history)
             state.memo.put(memo_key, found)
         return found
 
@@ -626,7 +626,7 @@ def path_of(key: FeedKey) -> str:
 def signature(key: FeedKey, links: object, versions: str, settings: Settings) -> str:
     """Everything a feed page's bytes follow from, hashed: its key in the persistent cache.
 
-    `versions` stands for the items or weeks shown (`_versions`), `links` for what its
+    `versions` stands for the items or weeks shown (`versions`), `links` for what its
     links follow from (the feed's last page, its archives); the code digest covers the
     code that turns them into bytes, and `output_key` the settings that can.
     """
@@ -637,7 +637,13 @@ def signature(key: FeedKey, links: object, versions: str, settings: Settings) ->
 def item_page_signature(item: Item, settings: Settings) -> str:
     """What an item's page follows from: the item (its file and page name) and the code
     and settings that write it."""
-    parts = (code_digest(), "item page", _version(item), settings.output_key())
+    return page_signature("item " + _version(item), settings)
+
+
+def page_signature(shown: str, settings: Settings) -> str:
+    """A page's signature: `shown`, the text of everything the page shows, with the code
+    and the settings that write it."""
+    parts = (code_digest(), shown, settings.output_key())
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -646,7 +652,7 @@ def _version(item: Item) -> str:
     return f"{source.path}\0{source.digest}\0{source.mtime_ns}\0{item.page}"
 
 
-def _versions(entries: Sequence[Item] | Sequence[Week]) -> str:
+def versions(entries: Sequence[Item] | Sequence[Week]) -> str:
     """A digest of what the shown items and weeks follow from, shared by a page's formats.
 
     An item is a function of its file (path, content digest, mtime: `Source`), the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -24,15 +24,16 @@ from flask.testing import FlaskClient
 
 from feedsvc import archives, parallel, render
 from feedsvc.config import Settings
-from feedsvc.documents import Documents, compress, item_page_signature
-from feedsvc.feeds import feed_path, list_page_path
-from feedsvc.model import FeedKey, Snapshot
+from feedsvc.documents import Documents, compress, item_page_signature, page_signature, versions
+from feedsvc.feeds import TAG_PREFIX, feed_path, list_page_path
+from feedsvc.model import FeedKey, Item, Snapshot, Week
 from feedsvc.store import Store
 from feedsvc.web import CORS
 
 #: What a document's signature is worked out from: a feed document's key, an item page's
-#: (folder, name), or None for a page that is rendered every build (a list, the OPML).
-Source = FeedKey | tuple[str, str] | None
+#: (folder, name), the text of what an HTML list shows (`Shown`), or None for a document
+#: that is rendered every build (the OPML, the tags' index).
+Source = FeedKey | tuple[str, str] | str | None
 
 
 def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
@@ -54,22 +55,51 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, archive=archive)
                 yield feed_path(feed.name, format, archive=archive), key
-    lists = [
-        ("/", len(snapshot.items)),
-        ("/weekly/", len(snapshot.weeks)),
-        *((c.path, len(c.items)) for c in snapshot.categories),
-        *((tag.path, len(tag.items)) for tag in snapshot.tags.values()),
-    ]
-    for first, count in lists:
-        for page in range(1, max(1, -(-count // settings.page_size)) + 1):
-            yield list_page_path(first, page), None
+    yield from _lists(snapshot, settings)
     for folder, name in snapshot.pages:
         item = snapshot.page(folder, name)
         if item is not None:
             yield item.path, (folder, name)
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
-        yield week.path, None
+        yield week.path, "week " + versions([week])
+
+
+def _lists(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, str]]:
+    """Every page of every HTML list, each with the text of everything it shows besides
+    the settings and the code: its place among the pages, its entries' versions and the
+    counts and names its template writes (the templates in `feedsvc/templates`; a value
+    a list template shows must be here too, or a rebuild could keep a stale page)."""
+
+    def weeks_shown(weeks: Sequence[Week]) -> str:
+        return repr([(week.name, len(week.items), week.complete) for week in weeks])
+
+    front = repr(
+        (
+            [(c.slug, c.name, len(c.items)) for c in snapshot.categories],
+            snapshot.current_week not in snapshot.weeks and snapshot.current_week,
+            weeks_shown(snapshot.weeks[:5]),
+            len(snapshot.weeks) > 5,
+        )
+    )
+    lists: list[tuple[str, Sequence[Item] | Sequence[Week], str]] = [
+        ("/", snapshot.items, ""),
+        ("/weekly/", snapshot.weeks, ""),
+        *((c.path, c.items, repr((c.name, len(c.items)))) for c in snapshot.categories),
+        *(
+            (t.path, t.items, repr((t.name, len(t.items), TAG_PREFIX + t.slug in snapshot.feeds)))
+            for t in snapshot.tags.values()
+        ),
+    ]
+    size = settings.page_size
+    for first, entries, about in lists:
+        last = max(1, -(-len(entries) // size))
+        for page in range(1, last + 1):
+            shown = entries[(page - 1) * size : page * size]
+            weekly = first == "/weekly/"
+            listed = weeks_shown(shown) if weekly else versions(shown)  # type: ignore[arg-type]
+            extra = front if first == "/" and page == 1 else about
+            yield list_page_path(first, page), f"list {first} {page}/{last} {listed} {extra}"
 
 
 def file_for(url: str) -> str:
@@ -294,6 +324,8 @@ def _signature(app: Flask, source: Source) -> str:
     if isinstance(source, FeedKey):
         documents: Documents = app.extensions["feedsvc.documents"]
         return documents.signature(snapshot, source) or ""
+    if isinstance(source, str):
+        return page_signature(source, store.settings)
     if source is not None:
         item = snapshot.page(*source)
         return "" if item is None else item_page_signature(item, store.settings)

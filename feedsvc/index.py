@@ -96,6 +96,13 @@ class Run(Sequence[Item]):
         head = self._pieces[last][: self._length - self._starts[last]]
         return chain(reversed(head), *(reversed(p) for p in reversed(self._pieces[:last])))
 
+    def __reversed__(self) -> Iterator[Item]:
+        # The same positions read the other way (Sequence's own goes item by item).
+        flipped = Run(
+            self._pieces, self._starts, self._length, newest_first=not self._newest_first
+        )
+        return iter(flipped)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str | bytes):
             return NotImplemented

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedsvc.config import Settings
 from feedsvc.index import Index, Ordered, Run, Tuning, View, order_key
@@ -170,3 +172,14 @@ def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(s
                 run[len(expected)]
         taken.append((newest, published[::-1]))
     assert all(list(run) == expected for run, expected in taken), "a run never changes"
+
+
+@given(st.lists(st.lists(st.integers(), min_size=1), max_size=6), st.booleans(), st.data())
+def test_a_run_reversed_reads_the_same_positions_the_other_way(
+    pieces: list[list[int]], newest_first: bool, data: st.DataObject
+) -> None:
+    held = tuple(tuple(piece) for piece in pieces)
+    starts = [sum(map(len, held[:at])) for at in range(len(held))]
+    length = data.draw(st.integers(0, sum(map(len, held))))
+    run = Run(held, tuple(starts), length, newest_first=newest_first)  # type: ignore[arg-type]
+    assert list(reversed(run)) == [run[at] for at in range(len(run) - 1, -1, -1)]

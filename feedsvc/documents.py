@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any
 
 from isal import igzip
@@ -521,17 +522,16 @@ class Documents:
             )  # fmt: skip
             return body, gzipped
 
-        # First pages and archives are kept on disk (within the cache's budget, newest
-        # first): first pages are what a restart serves at once, and an archive changes
-        # only with its own week, so a server or a build finds it there. Later pages
-        # shift with every new item; kept, they would fill the cache for nothing.
+        # Only live first pages are kept here: they are what a restart serves at once.
+        # Later pages and archives would fill the cache with gigabytes (a static export
+        # keeps every document in files of its own: `static.STORE`).
         return self._by_signature(
             self._signature(snapshot, key, shown),
             rendered,
             lambda body, gzipped, load: make_document(
                 body, format.content_type, shown.last_modified, gzipped, load
             ),
-            persist=key.page == 1,
+            persist=key.page == 1 and not key.archive,
         )
 
     def _shown(self, snapshot: Snapshot, state: _State, key: FeedKey) -> _Shown | None:
@@ -630,8 +630,13 @@ def signature(key: FeedKey, links: object, versions: str, settings: Settings) ->
     links follow from (the feed's last page, its archives); the code digest covers the
     code that turns them into bytes, and `output_key` the settings that can.
     """
-    parts = (code_digest(), key, links, settings.output_key(), versions)
+    parts = (code_digest(), key, links, _output_key(settings), versions)
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _output_key(settings: Settings) -> str:
+    return settings.output_key()  # a build asks it for each of thousands of signatures
 
 
 def item_page_signature(item: Item, settings: Settings) -> str:
@@ -643,7 +648,7 @@ def item_page_signature(item: Item, settings: Settings) -> str:
 def page_signature(shown: str, settings: Settings) -> str:
     """A page's signature: `shown`, the text of everything the page shows, with the code
     and the settings that write it."""
-    parts = (code_digest(), shown, settings.output_key())
+    parts = (code_digest(), shown, _output_key(settings))
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from feedsvc.model import Problem, Severity
@@ -90,6 +90,18 @@ def log_problems(problems: Iterable[Problem]) -> None:
         where = ", ".join(_where(p) for p in group[:EXAMPLES])
         more = f" and {len(group) - EXAMPLES:,} more" if len(group) > EXAMPLES else ""
         log.warning("%s: %s: %s files (%s%s)", severity, message, f"{len(group):,}", where, more)
+
+
+def log_summary(what: str, problems: Sequence[Problem]) -> None:
+    """One log line per severity for the problems `what` found (a few files named):
+    the log of a check or a build says how many, `feedsvc check` lists them."""
+    for severity in ("error", "warning"):
+        group = [p for p in problems if p.severity == severity]
+        if group:
+            where = ", ".join(_where(p) for p in group[:EXAMPLES])
+            more = f" and {len(group) - EXAMPLES:,} more" if len(group) > EXAMPLES else ""
+            count = f"{len(group):,} {severity}{'s' * (len(group) != 1)}"
+            log.warning("%s: %s (%s%s); `feedsvc check` lists them", what, count, where, more)
 
 
 def _where(found: Problem) -> str:

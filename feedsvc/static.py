@@ -170,6 +170,14 @@ def headers_file(assets: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Under `cache_dir`: every signed document a build rendered, plain and gzip, named by its
+#: signature. A build links a document's files from here into its folder (a hard link,
+#: so the bytes are on disk once; a copy across file systems), which makes a build into
+#: an empty folder with a warm cache a matter of links. The exported files are therefore
+#: the stored ones: edit them in place and the next build would link the edited bytes
+#: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
+#: store keeps only what that build or another folder (a second link) still uses.
+STORE = "documents"
 MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
 
 
@@ -199,6 +207,7 @@ class _Job:
     app: Flask
     out_dir: Path
     before: dict[str, str]  # file -> signature, from the last build's manifest
+    stored: Path | None  # the rendered documents by signature (`STORE`), if there is a cache
 
 
 _job: _Job | None = None
@@ -225,7 +234,9 @@ def export(app: Flask, out_dir: Path) -> Written:
     documents: Documents = app.extensions["feedsvc.documents"]
     documents.track_modified = False
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
-    _job = _Job(app, out_dir, before)
+    cache_dir = store.settings.cache_dir
+    stored = cache_dir / STORE if cache_dir is not None else None
+    _job = _Job(app, out_dir, before, stored)
     try:
         tasks = list(documents_of(snapshot, store.settings))
         outcomes = parallel.map_in_processes(_export_one, tasks)
@@ -248,6 +259,8 @@ def export(app: Flask, out_dir: Path) -> Written:
             gone.unlink()
             removed += 1
             _prune_folders(gone.parent, out_dir)
+    if stored is not None:
+        _prune_store(stored, {outcome.signature for outcome in outcomes})
     lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
     _write(manifest, lines.encode())
     return Written(
@@ -290,14 +303,89 @@ def _export_one(document: tuple[str, Source]) -> _Outcome:
         and (out_dir / (name + ".gz")).is_file()
     ):
         return _Outcome(name, signature, 0, 2, rendered=False)
-    body, gzipped = _fetch(app, url, source)
     changed = kept = 0
+    if signature and _job.stored is not None:
+        kept_files, rendered = _place(_job.stored, signature, out_dir, name, url, source)
+        return _Outcome(name, signature, 2 - kept_files, kept_files, rendered)
+    body, gzipped = _fetch(app, url, source)
     for relative, data in ((name, body), (name + ".gz", gzipped)):
         if _write(out_dir / relative, data):
             changed += 1
         else:
             kept += 1
     return _Outcome(name, signature, changed, kept, rendered=True)
+
+
+def _store_path(stored: Path, signature: str, name: str) -> Path:
+    """A document's plain file in the store (its gzip: the same + ".gz"); the suffix is
+    the document's, so that two formats of one page never share a name."""
+    return stored / signature[:2] / (signature + Path(name).suffix)
+
+
+def _place(
+    stored: Path, signature: str, out_dir: Path, name: str, url: str, source: Source
+) -> tuple[int, bool]:
+    """Put a signed document's two files in the folder from the store, rendering them
+    into the store first if it does not hold them; (files already there, rendered?)."""
+    assert _job is not None
+    plain = _store_path(stored, signature, name)
+    pairs = ((plain, out_dir / name), (Path(f"{plain}.gz"), out_dir / (name + ".gz")))
+    rendered = False
+    if not all(source_file.is_file() for source_file, _ in pairs):
+        body, gzipped = _fetch(_job.app, url, source)
+        _write(plain, body)
+        _write(pairs[1][0], gzipped)
+        rendered = True
+    kept = 0
+    for source_file, target in pairs:
+        if _same(source_file, target):
+            kept += 1
+        else:
+            _link(source_file, target)
+    return kept, rendered
+
+
+def _same(stored: Path, target: Path) -> bool:
+    """Whether `target` already has `stored`'s bytes (the same file, or equal bytes)."""
+    try:
+        there, ours = target.stat(), stored.stat()
+    except OSError:
+        return False
+    if os.path.samestat(there, ours):
+        return True
+    return there.st_size == ours.st_size and target.read_bytes() == stored.read_bytes()
+
+
+def _link(stored: Path, target: Path) -> None:
+    """`target` made the stored file at once (a reader sees the old file or the new):
+    a hard link under a temporary name moved over it; a copy across file systems."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.{os.getpid()}.link"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        os.link(stored, temporary)
+    except OSError:  # another file system, or links not allowed: copy
+        _write(target, stored.read_bytes())
+        return
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _prune_store(stored: Path, used: set[str]) -> None:
+    """Remove the stored documents this build did not use and no folder links to."""
+    if not stored.is_dir():
+        return
+    for folder in os.scandir(stored):
+        for file in os.scandir(folder.path):
+            if file.name.split(".", 1)[0] not in used:
+                with contextlib.suppress(OSError):
+                    if file.stat().st_nlink == 1:
+                        os.unlink(file.path)
 
 
 def _fetch(app: Flask, url: str, source: Source) -> tuple[bytes, bytes]:

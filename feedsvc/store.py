@@ -101,6 +101,7 @@ class Store:
         self._gone_since: dict[str, float] = {}  # path -> when a look first missed it
         #: Problems found while rendering a file's body, by path (the barrier's, later).
         self._render_problems: dict[str, Problem] = {}
+        self._gathered: list[Problem] | None = None  # while render_bodies reports
         self._reload_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._index = Index(settings)
@@ -380,7 +381,10 @@ class Store:
         listed until the file changes."""
         if self._render_problems.get(path) != problem:
             self._render_problems[path] = problem
-            faults.log_problems([problem])
+            if self._gathered is not None:
+                self._gathered.append(problem)
+            else:
+                faults.log_problems([problem])
 
     def render_bodies(self, progress: Progress | None = None) -> None:
         """Render every body the folder's items have (those the cache holds are taken from
@@ -388,9 +392,15 @@ class Store:
         sanitiser removed, a body that cannot be read) is reported: `feedsvc check`. A
         server renders a body when a feed or page first shows it."""
         items = [seen.parsed.item for seen in self.loader.seen.values() if seen.parsed.item]
-        self.bodies.render_all(items, progress)
-        for intro in list(self._intros.values()):
-            self.bodies.intro(intro)
+        # Thousands of bodies may each have markup removed: one log line per severity.
+        self._gathered = []
+        try:
+            self.bodies.render_all(items, progress)
+            for intro in list(self._intros.values()):
+                self.bodies.intro(intro)
+        finally:
+            gathered, self._gathered = self._gathered, None
+        faults.log_summary(f"rendering {len(items):,} bodies", gathered)
 
     def problems(self, snapshot: Snapshot) -> tuple[Problem, ...]:
         """The snapshot's problems and those found since it was built."""

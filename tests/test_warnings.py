@@ -124,6 +124,22 @@ def test_a_body_is_sanitised_once_per_version_and_its_warning_kept_with_it(
     assert "news/2020-09-01-scripted.md" not in {p.path for p in again.problems(again.snapshot())}
 
 
+def test_rendering_every_body_logs_one_line_for_all_its_warnings(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    for day in range(1, 8):
+        site.write_item("news", f"2020-09-0{day}-s{day}.md", {"title": f"S{day}"}, SCRIPTED)
+    store = Store(site.settings())
+    store.reload()
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        store.render_bodies()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("rendering 7 bodies: 7 warnings (news/2020-09-01-s1.md, ")
+    assert "and 4 more" in lines[0]
+    assert len(store.problems(store.snapshot())) == 7  # check still lists every one
+
+
 def test_a_warning_stays_while_the_bytes_do(site: Site) -> None:
     """A file saved unchanged (or touched) needs no new render, and a server renders a
     body again only when a page shows it: its warning stays all the same. A new version's

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from feedsvc.cli import main
-from feedsvc.static import MANIFEST
+from feedsvc.static import MANIFEST, STORE
 from tests.conftest import Site
 
 OLD = 1_000_000_000  # an mtime (2001) no file of this build can have
@@ -170,3 +171,45 @@ def test_warnings_fail_a_strict_build_only(site: Site, runner: CliRunner) -> Non
     assert relaxed.exit_code == 0 and "0 errors, 1 warning" in relaxed.output
     assert "unknown field 'colour'" in relaxed.output
     assert build(runner, "--strict").exit_code == 1
+
+
+def test_a_warm_build_into_an_empty_folder_links_what_the_store_holds(
+    site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build(runner).exit_code == 0
+    again = runner.invoke(main, ["build", "second"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert rendered(again) == 2  # the OPML and the tags' index; the rest from the store
+    first, second = site.root / "public", site.root / "second"
+    assert tree(first) == tree(second)
+    page = "items/news/story-4.html"
+    assert os.path.samefile(first / page, second / page)  # linked: on disk once
+    assert (second / page).stat().st_nlink == 3  # the store's, and each folder's
+
+    # Where a link cannot be made (another file system), the stored bytes are copied.
+    def no_link(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    third = runner.invoke(main, ["build", "third"], catch_exceptions=False)
+    assert third.exit_code == 0 and rendered(third) == 2
+    assert tree(site.root / "third") == tree(first)
+    assert not os.path.samefile(first / page, site.root / "third" / page)
+
+
+def test_the_store_keeps_only_what_a_build_or_a_folder_still_uses(
+    site: Site, runner: CliRunner
+) -> None:
+    store = site.root / ".feedsvc-cache" / STORE
+    build(runner)
+    shutil.rmtree(site.root / "public")  # no folder links to the first build's files
+    build(runner)
+    before = {p.name for p in store.rglob("*") if p.is_file()}
+    site.write_item(
+        "news", "2020-09-04-story-4.md", {"title": "Story 4, edited", "tags": ["even"]}
+    )
+    build(runner)
+    after = {p.name for p in store.rglob("*") if p.is_file()}
+    gone, new = before - after, after - before
+    assert gone and new and len(gone) == len(new), "one version of each changed document"
+    assert len(after) == len(before)

@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -351,12 +352,19 @@ def build(out_dir: Path, strict: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     logging.getLogger("feedsvc").addHandler(logging.NullHandler())
     logging.getLogger("feedsvc").propagate = False  # the report below says it all once
+    started = time.perf_counter()
     app = create_app(settings, watch=False)
     store: Store = app.extensions["feedsvc"]
+    loaded = time.perf_counter() - started
     written = export(app, out_dir)
     errors, warnings = _report(settings, store, store.snapshot(), "text")
     click.echo(
         f"{written.changed} files written, {written.kept} unchanged, "
         f"{written.removed} removed in {out_dir} ({written.rendered} documents rendered)"
+    )
+    parts = {"loading": loaded, **written.seconds}
+    click.echo(
+        f"took {time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{part} {seconds:.1f} s" for part, seconds in parts.items())
     )
     sys.exit(1 if errors or (strict and warnings) else 0)

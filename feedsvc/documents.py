@@ -360,6 +360,16 @@ class Documents:
         http_date = format_datetime(when, usegmt=True)
         return replace(document, last_modified=when, http_last_modified=http_date), changed
 
+    def limit(self, memo_bytes: int, signature_bytes: int) -> None:
+        """Hold at most these bytes of documents per snapshot and by signature, from now
+        on: a static export writes each document once, so it needs the memory only to
+        share a page's entries among its formats, not to answer again."""
+        self.memo_bytes = memo_bytes
+        with self._lock:
+            for state in list(self._states.values()):
+                state.memo.max_bytes = memo_bytes
+        self._signatures.max_bytes = signature_bytes
+
     def renders(self, snapshot: Snapshot) -> Counter[Any]:
         """How many times each document of `snapshot` was built (found by signature or
         rendered), for /healthz and the tests."""

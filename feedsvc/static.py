@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -178,7 +179,10 @@ def headers_file(assets: dict[str, str]) -> str:
 #: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
 #: store keeps only what that build or another folder (a second link) still uses.
 STORE = "documents"
-MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
+MANIFEST = ".feedsvc-build"
+#: Bytes of rendered documents each exporting process holds: enough for a page's formats
+#: to share its entries (a dense weekly page is megabytes), as each is written once.
+EXPORT_MEMO_BYTES = 64 * 1024 * 1024  # what the last build wrote: "signature<TAB>path" a line
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class Written:
     kept: int  # files already there with the same bytes: not touched, mtime and all
     removed: int  # files an earlier build wrote whose document is gone
     rendered: int = 0  # documents rendered; the others were known unchanged by signature
+    #: Seconds each part took: "bodies" (sanitising), "documents" (rendering, writing).
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +236,13 @@ def export(app: Flask, out_dir: Path) -> Written:
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
     before = _read_manifest(manifest)
+    started = time.perf_counter()
     store.render_bodies()
+    seconds = {"bodies": time.perf_counter() - started}
+    started = time.perf_counter()
     documents: Documents = app.extensions["feedsvc.documents"]
     documents.track_modified = False
+    documents.limit(EXPORT_MEMO_BYTES, EXPORT_MEMO_BYTES)
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None
@@ -259,6 +269,7 @@ def export(app: Flask, out_dir: Path) -> Written:
             gone.unlink()
             removed += 1
             _prune_folders(gone.parent, out_dir)
+    seconds["documents"] = time.perf_counter() - started
     if stored is not None:
         _prune_store(stored, {outcome.signature for outcome in outcomes})
     lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
@@ -268,6 +279,7 @@ def export(app: Flask, out_dir: Path) -> Written:
         kept=kept,
         removed=removed,
         rendered=sum(o.rendered for o in outcomes),
+        seconds=seconds,
     )
 
 

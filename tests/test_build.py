@@ -56,6 +56,10 @@ def test_a_rebuild_with_no_change_touches_nothing(site: Site, runner: CliRunner)
     result = build(runner)
     assert result.exit_code == 0, result.output
     assert "0 files written" in result.output and "0 removed" in result.output
+    # What each part of the build took, for whoever wonders where the time goes.
+    assert re.search(
+        r"took [\d.]+ s: loading [\d.]+ s, bodies [\d.]+ s, documents [\d.]+ s\n", result.output
+    )
     assert set(files(out).values()) == {OLD}
 
 

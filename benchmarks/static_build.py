@@ -500,6 +500,7 @@ class Run:
     bytes: int
     changed: int | None = None  # edit: files changed in the output folder
     summary: str | None = None  # feedsvc's own summary line
+    parts: str | None = None  # feedsvc's own account of what each part took
 
     @property
     def peak(self) -> int:
@@ -508,6 +509,8 @@ class Run:
         return max(self.tree_peak, self.largest)
 
 
+LARGE = 100_000
+PARTS = re.compile(r"^took [\d.]+ s: (.*)$", re.MULTILINE)
 SUMMARY = re.compile(r"^(\d+) files written, (\d+) unchanged, (\d+) removed in .*$", re.MULTILINE)
 
 
@@ -518,6 +521,10 @@ class Bench:
     rounds: int
     timeout: float
     quiet_wait: float
+    large_rounds: int = 0  # rounds for LARGE items and more (0: `rounds`)
+
+    def rounds_for(self, n: int) -> int:
+        return self.large_rounds if self.large_rounds and n >= LARGE else self.rounds
 
     def say(self, n: int, message: str) -> None:
         print(f"[{n:>7,}] {message}", file=sys.stderr, flush=True)
@@ -575,6 +582,7 @@ class Bench:
             sum(size for size, _ in after.values()),
             None if changed is None else len(changed),
             summary.group(0).partition(" in ")[0] if summary else None,
+            parts.group(1) if (parts := PARTS.search(process.output)) else None,
         )
         self.say(
             int(folders.root.name),
@@ -608,8 +616,9 @@ def measure_size(bench: Bench, n: int) -> SizeResult:
     bench.say(n, f"corpus: {'reused' if made is None else f'generated in {made:.1f} s'}")
     copy_for_hugo(folders.items, folders.hugo_content)
     make_hugo_site(folders.hugo_site, folders.hugo_content)
-    for number in range(1, bench.rounds + 1):
-        bench.say(n, f"round {number} of {bench.rounds}")
+    rounds = bench.rounds_for(n)
+    for number in range(1, rounds + 1):
+        bench.say(n, f"round {number} of {rounds}")
         try:
             result.runs.append(bench.build(folders, "hugo", "cold", fresh=True))
             check_hugo_dates(folders.items, folders.hugo_out)
@@ -684,6 +693,11 @@ def size_table(r: SizeResult) -> list[str]:
             each([run.other_cores for run in runs], ".2f"),
         ]
         rows.append("| " + " | ".join(cells) + " |")
+    rows.append("")
+    for tool, case, label, _ in CASES:
+        accounts = [run.parts for run in r.of(tool, case) if run.parts]
+        if accounts:  # where the time went, as the build itself says (its last run)
+            rows.append(f"- {label}, each part as the build reports it: {accounts[-1]}")
     return [*rows, ""]
 
 
@@ -894,6 +908,9 @@ def main(argv: list[str] | None = None) -> int:
     option = parser.add_argument
     option("--sizes", nargs="+", help="corpus sizes (default 1000 10000 100000)")
     option("--rounds", type=int, help="rounds per size (default 3)")
+    option("--large-rounds", type=int, default=0,
+           help=f"rounds for {LARGE:,} items or more (default: --rounds); a cold build "
+                "of 100,000 items takes minutes")  # fmt: skip
     option("--quick", action="store_true", help="a quick check: 1,000 items, 1 round")
     option("--out", type=Path, default=Path("docs/benchmarks.md"), help="the report")
     option("--work-dir", type=Path, default=Path("/tmp/feedsvc-bench"), help="corpora, builds")
@@ -914,7 +931,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_hugo()
     # `kill <pid>` still restores the edited item: SystemExit runs the `finally` blocks.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-    bench = Bench(args.work_dir.resolve(), args.seed, rounds, args.timeout, args.quiet_wait)
+    bench = Bench(
+        args.work_dir.resolve(), args.seed, rounds, args.timeout, args.quiet_wait,
+        args.large_rounds,
+    )  # fmt: skip
     bench.work.mkdir(parents=True, exist_ok=True)
     started, code = datetime.now(UTC), code_version()
     arguments = sys.argv[1:] if argv is None else argv

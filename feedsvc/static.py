@@ -271,7 +271,13 @@ def export(app: Flask, out_dir: Path) -> Written:
             _prune_folders(gone.parent, out_dir)
     seconds["documents"] = time.perf_counter() - started
     if stored is not None:
-        _prune_store(stored, {outcome.signature for outcome in outcomes})
+        used = {outcome.signature for outcome in outcomes}
+        if before:  # what this folder's last build used that this one does not
+            replaced = {(before[name], name) for name in before.keys() - files.keys()}
+            replaced |= {(before[o.file], o.file) for o in outcomes if o.file in before}
+            _prune_store(stored, used, {(sig, name) for sig, name in replaced if sig})
+        else:  # a first build into this folder: look at the whole store
+            _prune_store(stored, used)
     lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
     _write(manifest, lines.encode())
     return Written(
@@ -388,16 +394,32 @@ def _link(stored: Path, target: Path) -> None:
         raise
 
 
-def _prune_store(stored: Path, used: set[str]) -> None:
-    """Remove the stored documents this build did not use and no folder links to."""
+def _prune_store(
+    stored: Path, used: set[str], candidates: set[tuple[str, str]] | None = None
+) -> None:
+    """Remove the stored documents this build did not use and no folder links to: of
+    `candidates` ((signature, file name) pairs this folder used before), or of the whole
+    store when there are none to go by."""
+    if candidates is not None:
+        for signature, name in candidates:
+            if signature not in used:
+                plain = _store_path(stored, signature, name)
+                _unlink_unlinked(plain)
+                _unlink_unlinked(Path(f"{plain}.gz"))
+        return
     if not stored.is_dir():
         return
     for folder in os.scandir(stored):
-        for file in os.scandir(folder.path):
-            if file.name.split(".", 1)[0] not in used:
-                with contextlib.suppress(OSError):
-                    if file.stat().st_nlink == 1:
-                        os.unlink(file.path)
+        for entry in os.scandir(folder.path):
+            if entry.name.split(".", 1)[0] not in used:
+                _unlink_unlinked(Path(entry.path))
+
+
+def _unlink_unlinked(file: Path) -> None:
+    """Remove a stored file no folder has a link to."""
+    with contextlib.suppress(OSError):
+        if file.stat().st_nlink == 1:
+            file.unlink()
 
 
 def _fetch(app: Flask, url: str, source: Source) -> tuple[bytes, bytes]:

@@ -179,10 +179,10 @@ def headers_file(assets: dict[str, str]) -> str:
 #: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
 #: store keeps only what that build or another folder (a second link) still uses.
 STORE = "documents"
-MANIFEST = ".feedsvc-build"
+MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
 #: Bytes of rendered documents each exporting process holds: enough for a page's formats
 #: to share its entries (a dense weekly page is megabytes), as each is written once.
-EXPORT_MEMO_BYTES = 64 * 1024 * 1024  # what the last build wrote: "signature<TAB>path" a line
+EXPORT_MEMO_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -225,10 +225,11 @@ def export(app: Flask, out_dir: Path) -> Written:
     The bodies are rendered first, each once, spread over the cores (and kept in the
     cache); then the documents are written by one process per core. A document whose
     signature (what its bytes follow from) is the one the last build wrote is not
-    rendered again. A rebuild into the same folder leaves a file whose bytes did not
-    change untouched, writes each changed one atomically (a reader of the folder never
-    sees half a file), and removes the files an earlier build wrote that no document has
-    now (and only those: the manifest lists them, so other files are left alone).
+    rendered again, nor one the store (`STORE`) holds, which is linked from there. A
+    rebuild into the same folder leaves a file whose bytes did not change untouched,
+    writes each changed one atomically (a reader of the folder never sees half a file),
+    and removes the files an earlier build wrote that no document has now (and only
+    those: the manifest lists them, so other files are left alone).
     """
     global _job
     store: Store = app.extensions["feedsvc"]
@@ -307,8 +308,8 @@ def _read_manifest(manifest: Path) -> dict[str, str]:
 
 def _export_one(document: tuple[str, Source]) -> _Outcome:
     """One document of the export: skipped if its signature says it is unchanged and its
-    files are there, else rendered through the application and written if its bytes
-    changed."""
+    files are there; else linked from the store (rendered into it first if it is not
+    there), or without a store rendered and written if its bytes changed."""
     assert _job is not None, "export() sets the job before the processes start"
     app, out_dir = _job.app, _job.out_dir
     url, source = document

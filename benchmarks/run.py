@@ -51,6 +51,7 @@ from werkzeug.http import unquote_etag
 
 from benchmarks import corpus, static_build
 from benchmarks.floor import DocumentHeaders, save_document
+from benchmarks.system import ensure_package, replace_text
 from feedsvc import serving
 
 TOP = Path(__file__).resolve().parent.parent
@@ -1281,23 +1282,10 @@ def write_report(path: Path, generated: str) -> None:
     section = static_build.SECTION.search(old)
     if section and section.start() < len(old) - len(notes):
         generated = generated.rstrip("\n") + "\n\n" + section.group(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(generated.rstrip("\n") + "\n\n" + notes, encoding="utf-8")
-    temporary.replace(path)
+    replace_text(path, generated.rstrip("\n") + "\n\n" + notes)
 
 
 # -- command line --------------------------------------------------------------------------
-
-
-def ensure_wrk() -> None:
-    """wrk is a Debian package; install it when it is missing (the suite runs as root)."""
-    if shutil.which("wrk"):
-        return
-    print("wrk not found; installing the Debian package", file=sys.stderr)
-    subprocess.run(
-        "apt-get update -qq && apt-get install -y -qq wrk", shell=True, check=True, timeout=600
-    )
 
 
 def sizes(text: str) -> list[int]:
@@ -1338,7 +1326,7 @@ def main(argv: list[str] | None = None) -> int:
         kept_notes(args.out)  # before an hour of measuring, not after
     except BenchError as error:
         parser.error(str(error))
-    ensure_wrk()
+    ensure_package("wrk")
     # `kill <pid>` must still stop the servers: SystemExit runs the `finally` below.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     bench = Bench(

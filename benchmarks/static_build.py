@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import corpus
+from benchmarks.system import ensure_package, replace_text
 
 TOP = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -871,23 +872,10 @@ def write_section(path: Path, section: str) -> None:
         at = notes.start() if notes else len(old)
         before = old[:at].rstrip("\n")
         new = (before + "\n\n" if before else "") + section + ("\n" + old[at:] if notes else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(new, encoding="utf-8")
-    temporary.replace(path)
+    replace_text(path, new)
 
 
 # -- command line --------------------------------------------------------------------------
-
-
-def ensure_hugo() -> None:
-    """Hugo is a Debian package; install it when it is missing (the benchmark runs as root)."""
-    if shutil.which("hugo"):
-        return
-    print("hugo not found; installing the Debian package", file=sys.stderr)
-    subprocess.run(
-        "apt-get update -qq && apt-get install -y -qq hugo", shell=True, check=True, timeout=900
-    )
 
 
 def size_list(values: Sequence[str]) -> list[int]:
@@ -928,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("sizes and rounds must be positive")
     if not (BIN / "feedsvc").exists():
         parser.error(f"{BIN / 'feedsvc'} not found: run with the project's .venv/bin/python")
-    ensure_hugo()
+    ensure_package("hugo")
     # `kill <pid>` still restores the edited item: SystemExit runs the `finally` blocks.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     bench = Bench(

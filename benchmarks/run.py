@@ -51,7 +51,13 @@ from werkzeug.http import unquote_etag
 
 from benchmarks import corpus, static_build
 from benchmarks.floor import DocumentHeaders, save_document
-from benchmarks.system import ensure_package, replace_text
+from benchmarks.system import (
+    CLOCK_TICKS,
+    ensure_package,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    replace_text,
+)
 from feedsvc import serving
 
 TOP = Path(__file__).resolve().parent.parent
@@ -70,7 +76,6 @@ SETTLE_AFTER = 1.0  # seconds after the new item is served everywhere, before re
 WRK_ARGS = ("-t2", "-c16", "--latency")
 QUIET_LOAD = 0.25  # cores the rest of the machine may use when a measurement starts
 ATOM = "{http://www.w3.org/2005/Atom}"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PACKAGES = ("feedsvc", "Flask", "Werkzeug", "feedgen", "bleach", "PyYAML", "pyromark",
             "watchdog", "gunicorn")  # fmt: skip
 
@@ -156,20 +161,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / 1e6
     raise BenchError(f"no VmHWM for pid {pid}")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine has spent busy (every core; includes hypervisor steal)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (
-        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def own_cpu_seconds() -> float:
-    """This process's CPU time and that of the children it has waited for (wrk)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 @dataclass

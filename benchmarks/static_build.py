@@ -46,7 +46,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import corpus
-from benchmarks.system import ensure_package, replace_text
+from benchmarks.system import (
+    ensure_package,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    replace_text,
+)
 
 TOP = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,7 +62,6 @@ SECTION = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOT
 NOTES_HEADING = re.compile(r"^## Notes[ \t]*$", re.MULTILINE)
 SAMPLE_EVERY = 0.05  # seconds between samples of the process tree's memory
 QUIET_LOAD = 0.25  # cores the rest of the machine may use when a build starts
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 #: feedsvc's defaults, given to Hugo too: 20 items per list page, 50 items per feed.
 PAGE_ITEMS = 20
@@ -365,19 +369,6 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self.done.set()
         self.join(5)
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine has spent busy (every core; includes hypervisor steal)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (
-        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def wait_quiet(limit: float) -> float:

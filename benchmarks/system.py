@@ -1,11 +1,15 @@
-"""What both benchmark reports need from the machine: Debian packages, whole-file writes."""
+"""What both benchmark reports need from the machine: CPU clocks, Debian packages, reports
+written whole."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_package(command: str) -> None:
@@ -28,3 +32,17 @@ def replace_text(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core; includes hypervisor steal)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time and that of the children it has waited for."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system

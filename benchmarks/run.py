@@ -52,7 +52,10 @@ from werkzeug.http import unquote_etag
 from benchmarks import corpus, static_build
 from benchmarks.floor import DocumentHeaders, save_document
 from benchmarks.system import (
+    BASE_URL,
+    BIN,
     CLOCK_TICKS,
+    TOP,
     ensure_package,
     machine_busy_seconds,
     own_cpu_seconds,
@@ -60,9 +63,6 @@ from benchmarks.system import (
 )
 from feedsvc import serving
 
-TOP = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-BASE_URL = "https://bench.example.org"
 HOST = "127.0.0.1"
 WORKERS = 2
 #: Every feed the readiness check asks for: all, weekly and each category, RSS and Atom.

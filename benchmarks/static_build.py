@@ -47,15 +47,15 @@ from pathlib import Path
 
 from benchmarks import corpus
 from benchmarks.system import (
+    BASE_URL,
+    BIN,
+    TOP,
     ensure_package,
     machine_busy_seconds,
     own_cpu_seconds,
     replace_text,
 )
 
-TOP = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-BASE_URL = "https://bench.example.org"
 BEGIN = "<!-- static-build:begin -->"
 END = "<!-- static-build:end -->"
 SECTION = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)

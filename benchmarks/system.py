@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TOP = Path(__file__).resolve().parent.parent  # the project
+BIN = Path(sys.executable).parent  # the project's .venv/bin, where `feedsvc` is
+BASE_URL = "https://bench.example.org"  # what every benchmarked site is published as
 
 
 def ensure_package(command: str) -> None:

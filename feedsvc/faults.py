@@ -87,9 +87,7 @@ def log_problems(problems: Iterable[Problem]) -> None:
         if len(group) == 1:
             log.warning("%s", group[0])
             continue
-        where = ", ".join(_where(p) for p in group[:EXAMPLES])
-        more = f" and {len(group) - EXAMPLES:,} more" if len(group) > EXAMPLES else ""
-        log.warning("%s: %s: %s files (%s%s)", severity, message, f"{len(group):,}", where, more)
+        log.warning("%s: %s: %s files (%s)", severity, message, f"{len(group):,}", _named(group))
 
 
 def log_summary(what: str, problems: Sequence[Problem]) -> None:
@@ -98,10 +96,14 @@ def log_summary(what: str, problems: Sequence[Problem]) -> None:
     for severity in ("error", "warning"):
         group = [p for p in problems if p.severity == severity]
         if group:
-            where = ", ".join(_where(p) for p in group[:EXAMPLES])
-            more = f" and {len(group) - EXAMPLES:,} more" if len(group) > EXAMPLES else ""
             count = f"{len(group):,} {severity}{'s' * (len(group) != 1)}"
-            log.warning("%s: %s (%s%s); `feedsvc check` lists them", what, count, where, more)
+            log.warning("%s: %s (%s); `feedsvc check` lists them", what, count, _named(group))
+
+
+def _named(group: Sequence[Problem]) -> str:
+    """A few of the files, and how many more: "a.md, b.md, c.md and 9,997 more"."""
+    where = ", ".join(_where(p) for p in group[:EXAMPLES])
+    return where + (f" and {len(group) - EXAMPLES:,} more" if len(group) > EXAMPLES else "")
 
 
 def _where(found: Problem) -> str:

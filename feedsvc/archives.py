@@ -19,7 +19,8 @@ Pure: the time comes from the snapshot.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from feedsvc import weekly
@@ -41,14 +42,6 @@ def split(name: str) -> tuple[str, str]:
 def archived(feed: Feed) -> bool:
     """Whether a feed keeps archives: everything, a category, a tag (not the roundup)."""
     return feed.kind in ("all", "category", "tag")
-
-
-def belongs(feed: Feed, item: Item) -> bool:
-    if feed.kind == "category":
-        return item.category == feed.name
-    if feed.kind == "tag":
-        return feed.name.removeprefix("tags/") in item.tag_slugs
-    return True
 
 
 def _midnight(day: date, settings: Settings) -> datetime:
@@ -90,44 +83,43 @@ def live_history(feed: Feed, snapshot: Snapshot, settings: Settings) -> History:
     return History(prev_archive=newest)
 
 
-def archive(
-    feed: Feed, week_name: str, snapshot: Snapshot, settings: Settings
-) -> tuple[tuple[Item, ...], History] | None:
-    """One archive document's entries (newest first) and links; None if there is none
-    (not an archived feed, a week not closed, or none of the feed's entries in it)."""
+@dataclass(frozen=True, slots=True)
+class Archives:
+    """A feed's archives: its closed weeks with entries, newest first, each with where
+    its entries are in the feed's entries (newest first: one run, as weeks follow
+    publication time). Worked out in one pass over the feed, once per snapshot, so that
+    each archive costs a slice, however many there are."""
+
+    weeks: tuple[str, ...]
+    spans: dict[str, tuple[int, int]]  # week -> (start, stop) in the feed's entries
+
+    def archive(self, feed: Feed, week: str) -> tuple[Sequence[Item], History] | None:
+        """One archive document's entries (newest first) and links; None if there is none
+        (not an archived feed, a week not closed, or none of the feed's entries in it)."""
+        span = self.spans.get(week)
+        if span is None:
+            return None
+        at = self.weeks.index(week)
+        older = self.weeks[at + 1] if at + 1 < len(self.weeks) else ""
+        newer = self.weeks[at - 1] if at > 0 else ""  # else the entries after are live
+        history = History(archive=week, prev_archive=older, next_archive=newer)
+        return _items(feed)[span[0] : span[1]], history
+
+
+def archives_of(feed: Feed, snapshot: Snapshot, settings: Settings) -> Archives:
+    """Every archive of a feed (none for a feed that is not archived or fits one page)."""
     if not archived(feed) or feed.last_page == 1:
-        return None
-    week = snapshot.week(week_name)
-    if week is None or not week.complete:
-        return None
-    entries = tuple(item for item in reversed(week.items) if belongs(feed, item))
-    if not entries:
-        return None
-    items = _items(feed)
-    start = _midnight(week.start, settings)
-    older = _first_older(items, start)
-    previous = weekly.item_week(items[older], settings) if older < len(items) else ""
-    newer = _first_older(items, weekly.week_end(week.end, settings)) - 1
-    following = weekly.item_week(items[newer], settings) if newer >= 0 else ""
-    if following and not _closed(following, snapshot, settings):
-        following = ""
-    return entries, History(archive=week.name, prev_archive=previous, next_archive=following)
-
-
-def _closed(name: str, snapshot: Snapshot, settings: Settings) -> bool:
-    _, end = weekly.week_bounds(name, settings.week_starts_on)
-    return snapshot.now >= weekly.week_end(end, settings)
-
-
-def weeks(feed: Feed, snapshot: Snapshot, settings: Settings) -> Iterator[str]:
-    """Every archive of a feed, newest first (for the static export)."""
-    if not archived(feed) or feed.last_page == 1:
-        return
+        return Archives((), {})
     items = _items(feed)
     at = _first_older(items, _open_week_start(snapshot, settings))
-    seen = ""
-    for item in items[at:]:
+    spans: dict[str, tuple[int, int]] = {}
+    seen, first = "", at
+    for position, item in enumerate(items[at:], at):
         name = weekly.item_week(item, settings)
         if name != seen:
-            seen = name
-            yield name
+            if seen:
+                spans[seen] = (first, position)
+            seen, first = name, position
+    if seen:
+        spans[seen] = (first, len(items))
+    return Archives(tuple(spans), spans)

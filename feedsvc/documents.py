@@ -7,8 +7,9 @@ rendered, and the only way to ask for one.
 
 Where a document is found, in order:
 
-1. the snapshot's memo (`_State.memo`, typed keys: `FeedKey`, `PageKey`, `_Shown`,
-   `_ViewKey`), which lives as long as the snapshot does (a `WeakKeyDictionary`);
+1. the snapshot's memo (`_State.memo`, typed keys: `FeedKey`, `PageKey`, `_ShownKey`,
+   `_ViewKey`, `_ArchivesKey`), which lives as long as the snapshot does (a
+   `WeakKeyDictionary`);
 2. by signature (a hash of everything its bytes follow from: `signature`), in a
    bounded LRU that outlives snapshots, so a change renders again only the feeds it
    touched;
@@ -199,6 +200,11 @@ class _ShownKey:
     feed: str
     page: int
     archive: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _ArchivesKey:
+    feed: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,7 +563,7 @@ class Documents:
             if feed is None:
                 pass
             elif week:
-                archive = archives.archive(feed, week, snapshot, self.settings)
+                archive = self._archives(snapshot, state, feed).archive(feed, week)
                 if archive is not None:
                     entries, history = archive
             elif 1 <= page <= feed.last_page:
@@ -567,6 +573,15 @@ class Documents:
             if entries or (feed is not None and not week and page == 1):
                 newest = max((entry.updated for entry in entries), default=None)
                 found = _Shown(entries, versions(entries), newest, history)
+            state.memo.put(memo_key, found)
+        return found
+
+    def _archives(self, snapshot: Snapshot, state: _State, feed: Feed) -> archives.Archives:
+        """A feed's archives, worked out once per snapshot for all of them."""
+        memo_key = _ArchivesKey(feed.name)
+        found: archives.Archives | None = state.memo.get(memo_key)
+        if found is None:
+            found = archives.archives_of(feed, snapshot, self.settings)
             state.memo.put(memo_key, found)
         return found
 

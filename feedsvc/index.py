@@ -74,13 +74,33 @@ class Run(Sequence[Item]):
     def __getitem__(self, index: slice) -> tuple[Item, ...]: ...
 
     def __getitem__(self, index: int | slice) -> Item | tuple[Item, ...]:
-        if isinstance(index, slice):  # a feed page: a few dozen items
-            return tuple(self._at(at) for at in range(*index.indices(self._length)))
+        if isinstance(index, slice):  # a feed page, an archive's week
+            start, stop, step = index.indices(self._length)
+            if step != 1:
+                return tuple(self._at(at) for at in range(start, stop, step))
+            return self._span(start, stop)
         if index < 0:
             index += self._length
         if not 0 <= index < self._length:
             raise IndexError("Run index out of range")
         return self._at(index)
+
+    def _span(self, start: int, stop: int) -> tuple[Item, ...]:
+        """Positions start to stop (in this run's order) from slices of whole pieces."""
+        if start >= stop:
+            return ()
+        low, high = (
+            (self._length - stop, self._length - start) if self._newest_first else (start, stop)
+        )
+        taken: list[Item] = []
+        piece = bisect_right(self._starts, low) - 1
+        while low < high:
+            offset = self._starts[piece]
+            part = self._pieces[piece][low - offset : high - offset]
+            taken.extend(part)
+            low += len(part)
+            piece += 1
+        return tuple(reversed(taken)) if self._newest_first else tuple(taken)
 
     def _at(self, index: int) -> Item:
         at = self._length - 1 - index if self._newest_first else index

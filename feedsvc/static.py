@@ -52,7 +52,7 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
         for page in range(1, feed.last_page + 1):
             for format in render.FORMATS:
                 yield feed_path(feed.name, format, page), FeedKey(feed.name, format, page)
-        for archive in archives.weeks(feed, snapshot, settings):
+        for archive in archives.archives_of(feed, snapshot, settings).weeks:
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, archive=archive)
                 yield feed_path(feed.name, format, archive=archive), key
@@ -315,11 +315,12 @@ def _export_one(document: tuple[str, Source]) -> _Outcome:
     url, source = document
     name = file_for(url)
     signature = _signature(app, source)
+    target = os.path.join(out_dir, name)  # strings: tens of thousands of checks
     if (
         signature
         and _job.before.get(name) == signature
-        and (out_dir / name).is_file()
-        and (out_dir / (name + ".gz")).is_file()
+        and os.path.isfile(target)
+        and os.path.isfile(target + ".gz")
     ):
         return _Outcome(name, signature, 0, 2, rendered=False)
     changed = kept = 0

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
@@ -21,6 +22,8 @@ from tests.conftest import BASE_URL, Clock, Site
 ATOM = "{http://www.w3.org/2005/Atom}"
 FH = "{http://purl.org/syndication/history/1.0}"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+BERLIN = ZoneInfo("Europe/Berlin")
+NS = {"atom": ATOM.strip("{}")}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,13 @@ def test_the_archive_chain_holds_every_item_exactly_once(big: FlaskClient, live:
         assert link(document, "next") is None and link(document, "first") is None
         newer = archives[position - 1][0] if position else None
         assert link(document, "next-archive") == newer
+        week = path.rsplit("/", 1)[1].removesuffix(".atom")
+        published = [
+            datetime.fromisoformat(text).astimezone(BERLIN)
+            for text in document.xpath("atom:entry/atom:published/text()", namespaces=NS)
+        ]
+        assert published == sorted(published, reverse=True), "newest first"
+        assert {"{}-W{:02d}".format(*day.isocalendar()[:2]) for day in published} == {week}
     assert live_document.find(f"{FH}archive") is None
 
 

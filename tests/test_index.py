@@ -175,7 +175,7 @@ def test_an_order_in_pieces_reads_as_the_sorted_list_and_its_runs_never_change(s
 
 
 @given(st.lists(st.lists(st.integers(), min_size=1), max_size=6), st.booleans(), st.data())
-def test_a_run_reversed_reads_the_same_positions_the_other_way(
+def test_a_run_read_backwards_or_sliced_gives_the_positions_of_its_list(
     pieces: list[list[int]], newest_first: bool, data: st.DataObject
 ) -> None:
     held = tuple(tuple(piece) for piece in pieces)
@@ -183,3 +183,7 @@ def test_a_run_reversed_reads_the_same_positions_the_other_way(
     length = data.draw(st.integers(0, sum(map(len, held))))
     run = Run(held, tuple(starts), length, newest_first=newest_first)  # type: ignore[arg-type]
     assert list(reversed(run)) == [run[at] for at in range(len(run) - 1, -1, -1)]
+    listed = list(run)
+    start, stop = data.draw(st.integers(-8, 30)), data.draw(st.integers(-8, 30))
+    step = data.draw(st.sampled_from([None, 1, 2, -1]))
+    assert run[start:stop:step] == tuple(listed[start:stop:step])

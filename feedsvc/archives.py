@@ -60,7 +60,7 @@ def _first_older(entries: Sequence[Item], moment: datetime) -> int:
     return low
 
 
-def _open_week_start(snapshot: Snapshot, settings: Settings) -> datetime:
+def open_week_start(snapshot: Snapshot, settings: Settings) -> datetime:
     """The first instant of the week in progress: what is older is archived."""
     name = weekly.week_name(snapshot.now.astimezone(settings.zone).date(), settings.week_starts_on)
     start, _ = weekly.week_bounds(name, settings.week_starts_on)
@@ -78,7 +78,7 @@ def live_history(feed: Feed, snapshot: Snapshot, settings: Settings) -> History:
     if not archived(feed):
         return History()
     entries = _items(feed)
-    at = _first_older(entries, _open_week_start(snapshot, settings))
+    at = _first_older(entries, open_week_start(snapshot, settings))
     newest = weekly.item_week(entries[at], settings) if at < len(entries) else ""
     return History(prev_archive=newest)
 
@@ -111,7 +111,7 @@ def archives_of(feed: Feed, snapshot: Snapshot, settings: Settings) -> Archives:
     if not archived(feed) or feed.last_page == 1:
         return Archives((), {})
     items = _items(feed)
-    at = _first_older(items, _open_week_start(snapshot, settings))
+    at = _first_older(items, open_week_start(snapshot, settings))
     spans: dict[str, tuple[int, int]] = {}
     seen, first = "", at
     for position, item in enumerate(items[at:], at):

@@ -137,14 +137,8 @@ class Bodies:
             key = body_key(item)
             if key not in self._contents and key not in wanted:
                 wanted[key] = item
-        held: dict[tuple[str, str], Rendered] = {}
-        missing = []
-        for key, item in wanted.items():
-            cached = self.cache.content(*key)
-            if cached is None:
-                missing.append(item)
-            else:
-                held[key] = cached
+        held: dict[tuple[str, str], Rendered] = self.cache.contents(list(wanted))
+        missing = [item for key, item in wanted.items() if key not in held]
         render = partial(_render_scanned, self.root, self.settings.base_url)
         rendered = parallel.map_in_processes(render, missing)
         fresh = [(i, r) for i, r in zip(missing, rendered, strict=True) if r is not None]

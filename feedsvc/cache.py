@@ -27,7 +27,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from feedsvc.model import Content, Intro, Item, ParsedFile, Stream
 log = logging.getLogger(__name__)
 
 FILE_NAME = "feedsvc-cache.sqlite3"
+CONTENTS_PER_QUERY = 500  # bound parameters in one query: SQLite allows 999 at the least
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed (
@@ -460,6 +461,26 @@ class Cache:
             (digest, page),
         )
         return (Content(rows[0][0], rows[0][1]), rows[0][2]) if rows else None
+
+    def contents(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Content, str]]:
+        """`content` for many (digest, page) keys at once, those held: a query per few
+        hundred rather than one per body."""
+        found: dict[tuple[str, str], tuple[Content, str]] = {}
+        wanted = set(keys)
+        digests = sorted({digest for digest, _ in wanted})
+        for start in range(0, len(digests), CONTENTS_PER_QUERY):
+            chosen = digests[start : start + CONTENTS_PER_QUERY]
+            rows = self._run(
+                "SELECT digest, page, html, summary, removed FROM content WHERE digest IN "
+                f"({', '.join('?' * len(chosen))})",
+                tuple(chosen),
+            )
+            for digest, page, html, summary, removed in rows:
+                if (digest, page) in wanted:
+                    found[digest, page] = (Content(html, summary), removed)
+        return found
 
     def store_content(self, digest: str, page: str, content: Content, removed: str = "") -> None:
         self.store_contents([(digest, page, content, removed)])

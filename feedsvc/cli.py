@@ -9,6 +9,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -100,11 +101,16 @@ def _count_files(folder: Path) -> int:
 
 def _shown(settings: Settings, path: str) -> str:
     """A problem's path as the maintainer would type it, relative to the working directory."""
-    full = settings.items_dir / path
+    return _shown_under(settings.items_dir, Path.cwd())(path)
+
+
+def _shown_under(root: Path, cwd: Path) -> Callable[[str], str]:
+    """`_shown` for many paths under `root`, the working directory looked at once."""
     try:
-        return str(full.relative_to(Path.cwd()))
+        top = root.relative_to(cwd)
     except ValueError:
-        return str(full)
+        top = root
+    return lambda path: str(top / path)
 
 
 @main.command()
@@ -142,6 +148,7 @@ def _report(settings: Settings, store: Store, snapshot: Snapshot, output: str) -
     text or JSON; (errors, warnings)."""
     problems = sorted(store.problems(snapshot), key=lambda p: (p.path, p.line or 0))
     errors = sum(1 for p in problems if p.severity == "error")
+    shown = _shown_under(settings.items_dir, Path.cwd())
     if output == "json":
         report = {
             "files": snapshot.file_count,
@@ -150,7 +157,7 @@ def _report(settings: Settings, store: Store, snapshot: Snapshot, output: str) -
             "warnings": len(problems) - errors,
             "problems": [
                 {
-                    "path": _shown(settings, p.path),
+                    "path": shown(p.path),
                     "line": p.line,
                     "severity": p.severity,
                     "message": p.message,
@@ -160,9 +167,11 @@ def _report(settings: Settings, store: Store, snapshot: Snapshot, output: str) -
         }
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
+        lines = []  # one write: a hostile folder has a problem in each of thousands of files
         for problem in problems:
-            where = _shown(settings, problem.path) + (f":{problem.line}" if problem.line else "")
-            click.echo(f"{where}: {problem.severity}: {problem.message}")
+            where = shown(problem.path) + (f":{problem.line}" if problem.line else "")
+            lines.append(f"{where}: {problem.severity}: {problem.message}\n")
+        click.echo("".join(lines), nl=False)
         click.echo(
             f"{snapshot.file_count} files, {len(snapshot.items)} items published, "
             f"{errors} error{'s' * (errors != 1)}, "

@@ -386,6 +386,23 @@ class Documents:
         shown = self._shown(snapshot, self._state(snapshot), key)
         return None if shown is None else self._signature(snapshot, key, shown)
 
+    def feed_signature(self, snapshot: Snapshot, name: str) -> str:
+        """What every document of one feed (each page and archive, in each format)
+        follows from, hashed: while it stays the same, so does each of their signatures.
+        It stands for the inputs of each of them (`signature`): all of the feed's entries,
+        its pages and the week in progress (which settle its archives and links)."""
+        feed = snapshot.feeds[name]
+        parts = (
+            code_digest(),
+            name,
+            feed.last_page,
+            feed.page_size,
+            archives.open_week_start(snapshot, self.settings),
+            _output_key(self.settings),
+            versions(feed.entries),
+        )
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
     def held(self, snapshot: Snapshot) -> Counter[str]:
         """Bytes `snapshot`'s memo holds, by kind: "feeds", "pages" (HTML, OPML) and
         "views" (a page's entries with their bodies, kept while its formats render)."""

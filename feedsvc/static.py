@@ -179,7 +179,10 @@ def headers_file(assets: dict[str, str]) -> str:
 #: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
 #: store keeps only what that build or another folder (a second link) still uses.
 STORE = "documents"
-MANIFEST = ".feedsvc-build"  # what the last build wrote: "signature<TAB>path" a line
+#: What the last build wrote, a line a file: "signature<TAB>path", and for a feed's
+#: document "<TAB>feed signature" (`Documents.feed_signature`) after: a feed whose
+#: signature is the same has documents with the same signatures, not worked out again.
+MANIFEST = ".feedsvc-build"
 #: Bytes of rendered documents each exporting process holds: enough for a page's formats
 #: to share its entries (a dense weekly page is megabytes), as each is written once.
 EXPORT_MEMO_BYTES = 64 * 1024 * 1024
@@ -204,6 +207,7 @@ class _Outcome:
     changed: int
     kept: int
     rendered: bool
+    feed_signature: str = ""  # a feed document's: its feed's
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,9 @@ class _Job:
     app: Flask
     out_dir: Path
     before: dict[str, str]  # file -> signature, from the last build's manifest
+    before_feeds: dict[str, str]  # a feed document's file -> its feed's signature, the same
     stored: Path | None  # the rendered documents by signature (`STORE`), if there is a cache
+    feed_signatures: dict[str, str] = field(default_factory=dict)  # this build's, as known
 
 
 _job: _Job | None = None
@@ -236,7 +242,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     snapshot = store.snapshot()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
-    before = _read_manifest(manifest)
+    before, before_feeds = _read_manifest(manifest)
     started = time.perf_counter()
     store.render_bodies()
     seconds = {"bodies": time.perf_counter() - started}
@@ -247,7 +253,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None
-    _job = _Job(app, out_dir, before, stored)
+    _job = _Job(app, out_dir, before, before_feeds, stored)
     try:
         tasks = list(documents_of(snapshot, store.settings))
         outcomes = parallel.map_in_processes(_export_one, tasks)
@@ -255,6 +261,7 @@ def export(app: Flask, out_dir: Path) -> Written:
         _job = None
     files = {outcome.file: outcome.signature for outcome in outcomes}
     files |= {outcome.file + ".gz": outcome.signature for outcome in outcomes}
+    feeds = {o.file: o.feed_signature for o in outcomes if o.feed_signature}
     changed = sum(o.changed for o in outcomes)
     kept = sum(o.kept for o in outcomes)
     for relative, data in site_files(app.test_client(), store.settings):
@@ -279,7 +286,12 @@ def export(app: Flask, out_dir: Path) -> Written:
             _prune_store(stored, used, {(sig, name) for sig, name in replaced if sig})
         else:  # a first build into this folder: look at the whole store
             _prune_store(stored, used)
-    lines = "".join(f"{signature}\t{relative}\n" for relative, signature in sorted(files.items()))
+    lines = "".join(
+        f"{signature}\t{relative}\t{feeds[relative]}\n"
+        if relative in feeds
+        else f"{signature}\t{relative}\n"
+        for relative, signature in sorted(files.items())
+    )
     _write(manifest, lines.encode())
     return Written(
         changed=changed,
@@ -290,20 +302,24 @@ def export(app: Flask, out_dir: Path) -> Written:
     )
 
 
-def _read_manifest(manifest: Path) -> dict[str, str]:
-    """file -> signature of the last build into this folder ("" for none)."""
+def _read_manifest(manifest: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """What the last build into this folder wrote: file -> signature ("" for none), and
+    a feed document's file -> its feed's signature."""
     try:
         text = manifest.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
-    before = {}
+        return {}, {}
+    before, feeds = {}, {}
     for line in text.splitlines():
-        signature, tab, relative = line.partition("\t")
-        if tab:
-            before[relative] = signature
-        else:  # a manifest of paths alone
+        signature, tab, rest = line.partition("\t")
+        if not tab:  # a manifest of paths alone
             before[line] = ""
-    return before
+            continue
+        relative, tab, feed = rest.partition("\t")
+        before[relative] = signature
+        if feed:
+            feeds[relative] = feed
+    return before, feeds
 
 
 def _export_one(document: tuple[str, Source]) -> _Outcome:
@@ -314,26 +330,38 @@ def _export_one(document: tuple[str, Source]) -> _Outcome:
     app, out_dir = _job.app, _job.out_dir
     url, source = document
     name = file_for(url)
-    signature = _signature(app, source)
     target = os.path.join(out_dir, name)  # strings: tens of thousands of checks
-    if (
-        signature
-        and _job.before.get(name) == signature
-        and os.path.isfile(target)
-        and os.path.isfile(target + ".gz")
-    ):
-        return _Outcome(name, signature, 0, 2, rendered=False)
+    there = os.path.isfile(target) and os.path.isfile(target + ".gz")
+    feed = ""
+    if isinstance(source, FeedKey):
+        feed = _feed_signature(app, source.name)
+        if there and name in _job.before and _job.before_feeds.get(name) == feed:
+            return _Outcome(name, _job.before[name], 0, 2, rendered=False, feed_signature=feed)
+    signature = _signature(app, source)
+    if signature and there and _job.before.get(name) == signature:
+        return _Outcome(name, signature, 0, 2, rendered=False, feed_signature=feed)
     changed = kept = 0
     if signature and _job.stored is not None:
         kept_files, rendered = _place(_job.stored, signature, out_dir, name, url, source)
-        return _Outcome(name, signature, 2 - kept_files, kept_files, rendered)
+        return _Outcome(name, signature, 2 - kept_files, kept_files, rendered, feed)
     body, gzipped = _fetch(app, url, source)
     for relative, data in ((name, body), (name + ".gz", gzipped)):
         if _write(out_dir / relative, data):
             changed += 1
         else:
             kept += 1
-    return _Outcome(name, signature, changed, kept, rendered=True)
+    return _Outcome(name, signature, changed, kept, rendered=True, feed_signature=feed)
+
+
+def _feed_signature(app: Flask, name: str) -> str:
+    """A feed's signature, worked out once per process for all of its documents."""
+    assert _job is not None
+    found = _job.feed_signatures.get(name)
+    if found is None:
+        store: Store = app.extensions["feedsvc"]
+        documents: Documents = app.extensions["feedsvc.documents"]
+        found = _job.feed_signatures[name] = documents.feed_signature(store.snapshot(), name)
+    return found
 
 
 def _store_path(stored: Path, signature: str, name: str) -> Path:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from feedsvc.cli import main
+from feedsvc.documents import Documents
+from feedsvc.model import FeedKey, Snapshot
 from feedsvc.static import MANIFEST, STORE
 from tests.conftest import Site
 
@@ -86,6 +89,26 @@ def test_a_rebuild_renders_only_what_its_signature_says_changed(
     # roundup); and in three formats the page of everything, of news and of "even" that
     # show it, those feeds' archives of its week, and the roundups' feed.
     assert rendered(build(runner)) == len(documents) + 1 + 4 + 3 * 7
+
+
+def test_a_feed_an_edit_did_not_touch_is_known_unchanged_as_a_whole(
+    site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed's signature stands for all of its documents: those of a feed that does not
+    hold the edited item are not signed one by one (at 10,000 items that is most of what
+    a rebuild after one edit does)."""
+    build(runner)
+    signed: Counter[str] = Counter()
+    signature = Documents.signature
+
+    def counting(self: Documents, snapshot: Snapshot, key: FeedKey) -> str | None:
+        signed[key.name] += 1
+        return signature(self, snapshot, key)
+
+    monkeypatch.setattr(Documents, "signature", counting)
+    site.write_item("sport", "2020-09-09-match.md", {"title": "Match, edited"})
+    assert rendered(build(runner)) > 0
+    assert set(signed) == {"all", "sport", "weekly"}, signed
 
 
 SITE_FILES = {"404.html", "feed.css", "favicon.ico", "icon.png", "_headers"}

@@ -313,6 +313,21 @@ def test_content_round_trips(site: Site) -> None:
     assert cache.content("d1", "/items/a/c.html") is None
 
 
+def test_many_contents_are_read_in_batches_each_by_its_own_key(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "CONTENTS_PER_QUERY", 3)
+    cache = Cache(site.root / "c", site.settings())
+    held = {(f"d{n}", f"/items/a/{n % 2}.html"): Content(f"<p>{n}</p>", str(n)) for n in range(8)}
+    for (digest, page), content in held.items():
+        cache.store_content(digest, page, content, "<script>" * (digest == "d5"))
+    asked = [*held, ("d1", "/items/a/0.html"), ("d9", "/items/a/1.html")]  # two not held
+    found = cache.contents(asked)
+    assert found == {
+        key: (content, "<script>" * (key[0] == "d5")) for key, content in held.items()
+    }
+
+
 def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:
     from feedsvc.config import load_settings
 

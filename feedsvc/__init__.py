@@ -26,6 +26,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     watch: bool = True,
+    warm: bool = True,
     listening: tuple[str, int] | None = None,
 ) -> Flask:
     """Application factory: one app, one store, one snapshot loaded before the first request.
@@ -34,7 +35,9 @@ def create_app(
     With `watch`, a thread in this process reloads the items when files change, so each
     gunicorn worker (each builds its own app) stays live without a restart, and a feed a
     change made out of date is rendered again by another thread; a request waits for it
-    a quarter of a second at most, then gets the previous bytes.
+    a quarter of a second at most, then gets the previous bytes. With `warm`, the first
+    page of every listed feed is rendered before the first request (a static build, which
+    renders every document itself, goes without).
 
     `listening` is the (host, port) the server will listen on: `feedsvc serve` passes its
     own, and under `flask run` it is read from that command's options. Without `base_url`
@@ -74,9 +77,12 @@ def create_app(
         clock=store.clock,
     )
     snapshot = store.reload()
-    started = time.perf_counter()
-    documents.warm(snapshot)  # so that no request waits for a first render
-    log.info("first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3)
+    if warm:
+        started = time.perf_counter()
+        documents.warm(snapshot)  # so that no request waits for a first render
+        log.info(
+            "first pages of every feed ready in %.0f ms", (time.perf_counter() - started) * 1e3
+        )
     app = Flask(__name__, static_folder=None)
     web.register(app, store, documents)
     after_reload = None

@@ -362,7 +362,7 @@ def build(out_dir: Path, strict: bool) -> None:
     logging.getLogger("feedsvc").addHandler(logging.NullHandler())
     logging.getLogger("feedsvc").propagate = False  # the report below says it all once
     started = time.perf_counter()
-    app = create_app(settings, watch=False)
+    app = create_app(settings, watch=False, warm=False)
     store: Store = app.extensions["feedsvc"]
     loaded = time.perf_counter() - started
     written = export(app, out_dir)

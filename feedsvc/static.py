@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -406,22 +405,45 @@ def _same(stored: Path, target: Path) -> bool:
 
 def _link(stored: Path, target: Path) -> None:
     """`target` made the stored file at once (a reader sees the old file or the new):
-    a hard link under a temporary name moved over it; a copy across file systems."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{os.getpid()}.link"
+    a hard link, made under a temporary name and moved over `target` if there is one;
+    a copy across file systems."""
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        os.link(stored, temporary)
+        _link_new(stored, target)  # nothing there yet: the link is the file
+        return
+    except FileExistsError:
+        pass
     except OSError:  # another file system, or links not allowed: copy
         _write(target, stored.read_bytes())
         return
+    temporary = _temporary(target)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
     try:
+        os.link(stored, temporary)
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _link_new(stored: Path, target: Path) -> None:
+    """A hard link at `target`, where there is nothing yet, creating its folders if they
+    are missing (asked only then: most files of a build go to folders that are there)."""
+    try:
+        os.link(stored, target)
+    except FileNotFoundError:
+        if not stored.exists():
+            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(stored, target)
+
+
+def _temporary(target: str | Path) -> str:
+    """The name a file is written under before it is moved to `target`: hidden, and of
+    this process (two processes never write the same file; `os.replace` moves it)."""
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
 
 
 def _prune_store(
@@ -484,19 +506,24 @@ def _signature(app: Flask, source: Source) -> str:
     return ""
 
 
-def _write(target: Path, data: bytes) -> bool:
+def _write(target: str | Path, data: bytes) -> bool:
     """Put `data` at `target` unless it is there already; whether it wrote."""
     try:
-        if target.stat().st_size == len(data) and target.read_bytes() == data:
+        if os.stat(target).st_size == len(data) and Path(target).read_bytes() == data:
             return False
     except OSError:
         pass  # not there (or unreadable): write it
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
+    temporary = _temporary(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(temporary, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(temporary), exist_ok=True)
+        fd = os.open(temporary, flags, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # whatever the umask: a web server reads it
             file.write(data)
-        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -37,7 +37,9 @@ def test_a_large_batch_runs_in_helper_processes_and_comes_back_in_order() -> Non
     ]
     assert progress[-1] == (MANY, MANY), [t.name for t in threading.enumerate()]
     assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
-    assert os.getpid() not in set(parallel.map_in_processes(pid_of, range(MANY)))
+    pids = parallel.map_in_processes(pid_of, range(MANY))
+    assert len(set(pids)) == parallel.cores(), "this process and a helper per other core"
+    assert os.getpid() in pids
 
 
 def test_a_small_batch_or_a_threaded_process_stays_in_this_process() -> None:

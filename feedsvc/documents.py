@@ -40,7 +40,7 @@ import os
 import threading
 import time
 import weakref
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -56,6 +56,7 @@ from feedsvc.bodies import Bodies
 from feedsvc.cache import Cache, code_digest
 from feedsvc.config import Settings
 from feedsvc.feeds import feed_path
+from feedsvc.memo import Memo
 from feedsvc.model import Feed, FeedKey, History, Item, Snapshot, Stream, Week
 
 log = logging.getLogger(__name__)
@@ -144,47 +145,6 @@ def make_document(
             format_datetime(last_modified.astimezone(UTC), usegmt=True) if last_modified else ""
         ),
     )
-
-
-class Memo:
-    """A thread-safe LRU with a budget in bytes; a value weighs its `size` attribute (0
-    for None, the "no such document" answer, and for values without one)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._values: OrderedDict[Any, Any] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._values
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        with self._lock:
-            if key not in self._values:
-                return default
-            self._values.move_to_end(key)
-            return self._values[key]
-
-    def items(self) -> list[tuple[Any, Any]]:
-        """What it holds now, oldest use first (a copy)."""
-        with self._lock:
-            return list(self._values.items())
-
-    def discard(self, key: Any) -> None:
-        with self._lock:
-            if key in self._values:
-                self._bytes -= getattr(self._values.pop(key), "size", 0)
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            if key in self._values:
-                self._bytes -= getattr(self._values.pop(key), "size", 0)
-            self._values[key] = value
-            self._bytes += getattr(value, "size", 0)
-            while self._bytes > self.max_bytes and len(self._values) > 1:
-                _, evicted = self._values.popitem(last=False)
-                self._bytes -= getattr(evicted, "size", 0)
 
 
 @dataclass(frozen=True, slots=True)

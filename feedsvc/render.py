@@ -25,6 +25,7 @@ from lxml import etree
 from feedsvc import __version__, faults, sanitize, weekly
 from feedsvc.config import Settings
 from feedsvc.feeds import feed_url
+from feedsvc.memo import Memo
 from feedsvc.model import Content, Feed, Format, History, Intro, Item, Problem, Snapshot, Week
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,11 @@ def _paging_links(view: FeedView, settings: Settings, format: str) -> list[tuple
     return links
 
 
-def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator:
+def _generator(
+    view: FeedView, settings: Settings, format: str, written: Sequence[Entry] | None = None
+) -> FeedGenerator:
+    """The feed of `view`, with the entries `written` (by default the view's own: the
+    rest of the document, its preview and dates included, is always the view's)."""
     fg = FeedGenerator()
     fg.register_extension("feedsvc", _FeedExtension, _EntryExtension)
     fg.id(feed_url(settings, view.name, "atom"))
@@ -341,7 +346,7 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
                          *_paging_links(view, settings, format)]  # fmt: skip
     fg.feedsvc.history = view.history
     fg.feedsvc.preview = _feed_preview(view, settings, format)
-    for entry in view.entries:
+    for entry in view.entries if written is None else written:
         fe = fg.add_entry(order="append")
         fe.feedsvc.entry = entry
         fe.id(entry.id)
@@ -364,20 +369,102 @@ def _generator(view: FeedView, settings: Settings, format: str) -> FeedGenerator
     return fg
 
 
+def _whole_rss(view: FeedView, settings: Settings, written: Sequence[Entry] | None) -> bytes:
+    fg = _generator(view, settings, "rss", written)
+    return _styled(bytes(fg.rss_str(pretty=True)), settings)
+
+
+def _whole_atom(view: FeedView, settings: Settings, written: Sequence[Entry] | None) -> bytes:
+    fg = _generator(view, settings, "atom", written)
+    return _styled(bytes(fg.atom_str(pretty=True)), settings)
+
+
+# -- entries written once, put in each document that shows them --------------------------
+#
+# An item is shown by a page of the feed of everything, that feed's archive of its week,
+# and the same of its category and of each of its tags: writing its entry once per format
+# and putting those bytes in each document is most of the work of a feed document saved.
+# An entry's bytes follow from it alone (the namespaces are declared on the root, the
+# indentation is its depth's), and a document ends with its entries, so a document is
+# its head, from one written with a stand-in entry, then its entries' bytes: the very
+# bytes of writing it whole, which the tests check for any entries.
+
+#: Bytes of written entries kept per process (`_written_key`): enough for the
+#: documents that show the same weeks' entries, rendered one after another, to share them.
+ENTRY_BYTES = 32 * 1024 * 1024
+_entries = Memo(ENTRY_BYTES, weigh=len)
+
+#: Where an entry starts and ends in a pretty-printed document: its opening tag at its
+#: depth and its closing tag. Markup in text and attributes is escaped, so neither can
+#: appear inside an entry but as its own element's tag.
+_ENTRY_TAGS = {"rss": (b"    <item>", b"</item>\n"), "atom": (b"  <entry", b"</entry>\n")}
+_STAND_IN = Entry(
+    id="urn:feedsvc:stand-in", title="-", url="https://stand-in.invalid/",
+    page_url="https://stand-in.invalid/", published=EMPTY_FEED_UPDATED,
+    updated=EMPTY_FEED_UPDATED, author="-", categories=(), summary="-", html="", image=None,
+)  # fmt: skip
+
+
+def _written_key(format: str, entry: Entry) -> tuple[object, ...]:
+    """What an entry's bytes in a format follow from: the entry, and its dates' offsets
+    (two dates in other zones are equal if they are the same instant, yet are written
+    apart)."""
+    return format, entry, entry.published.utcoffset(), entry.updated.utcoffset()
+
+
+def _spans(document: bytes, format: str, count: int) -> list[tuple[int, int]]:
+    """Where each of a document's `count` entries is, in order."""
+    opening, closing = _ENTRY_TAGS[format]
+    spans, at = [], 0
+    for _ in range(count):
+        start = document.index(opening, at)
+        at = document.index(closing, start) + len(closing)
+        spans.append((start, at))
+    return spans
+
+
+def _spliced(
+    format: str,
+    view: FeedView,
+    settings: Settings,
+    whole: Callable[[FeedView, Settings, Sequence[Entry] | None], bytes],
+) -> bytes:
+    """`whole(view, settings, None)`, made of the entries' bytes as written before."""
+    if not view.entries:
+        return whole(view, settings, None)
+    keys = [_written_key(format, entry) for entry in view.entries]
+    written: dict[tuple[object, ...], bytes] = {}
+    missing: dict[tuple[object, ...], Entry] = {}
+    for key, entry in zip(keys, view.entries, strict=True):
+        found = _entries.get(key)
+        if found is None:
+            missing[key] = entry
+        else:
+            written[key] = found
+    if missing:  # all in one document: a feed's head is written once, not once per entry
+        document = whole(replace(view, entries=tuple(missing.values())), settings, None)
+        for key, (start, end) in zip(missing, _spans(document, format, len(missing)), strict=True):
+            written[key] = document[start:end]
+            _entries.put(key, written[key])
+    head = whole(view, settings, (_STAND_IN,))
+    [(start, end)] = _spans(head, format, 1)
+    return head[:start] + b"".join(written[key] for key in keys) + head[end:]
+
+
 def render_rss(view: FeedView, settings: Settings) -> bytes:
-    return _styled(bytes(_generator(view, settings, "rss").rss_str(pretty=True)), settings)
+    return _spliced("rss", view, settings, _whole_rss)
 
 
 def render_atom(view: FeedView, settings: Settings) -> bytes:
-    return _styled(bytes(_generator(view, settings, "atom").atom_str(pretty=True)), settings)
+    return _spliced("atom", view, settings, _whole_atom)
 
 
 def _iso(when: datetime) -> str:
     return when.isoformat()
 
 
-def render_json(view: FeedView, settings: Settings) -> bytes:
-    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/)."""
+def _json_document(view: FeedView, settings: Settings, items: list[Any]) -> bytes:
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/) with these items."""
     feed: dict[str, Any] = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": view.title,
@@ -401,28 +488,58 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
     }  # fmt: skip
     if history:  # RFC 5005's links and marks, as a JSON Feed extension
         feed["_feed_history"] = {"about": "https://www.rfc-editor.org/rfc/rfc5005", **history}
-    items = []
-    for entry in view.entries:
-        item: dict[str, Any] = {
-            "id": entry.id,
-            "url": entry.page_url,
-            "title": entry.title,
-            "content_html": entry.html,
-            "summary": entry.summary,
-            "date_published": _iso(entry.published),
-            "date_modified": _iso(entry.updated),
-            "authors": [{"name": entry.author}],
-        }
-        if entry.url != entry.page_url:
-            item["external_url"] = entry.url
-        if entry.categories:
-            item["tags"] = list(dict.fromkeys(label for _term, label, _ in entry.categories))
-        if entry.image:
-            item["image"] = entry.image
-        items.append(item)
-    feed["items"] = items
+    feed["items"] = items  # last: the entries end the document, as in the XML formats
     text: str = json.dumps(feed, ensure_ascii=False, indent=2)
     return text.encode("utf-8") + b"\n"
+
+
+def _json_item(entry: Entry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": entry.id,
+        "url": entry.page_url,
+        "title": entry.title,
+        "content_html": entry.html,
+        "summary": entry.summary,
+        "date_published": _iso(entry.published),
+        "date_modified": _iso(entry.updated),
+        "authors": [{"name": entry.author}],
+    }
+    if entry.url != entry.page_url:
+        item["external_url"] = entry.url
+    if entry.categories:
+        item["tags"] = list(dict.fromkeys(label for _term, label, _ in entry.categories))
+    if entry.image:
+        item["image"] = entry.image
+    return item
+
+
+def _whole_json(view: FeedView, settings: Settings) -> bytes:
+    return _json_document(view, settings, [_json_item(entry) for entry in view.entries])
+
+
+#: The stand-in item of a JSON document's head: a string no item can be (JSON escapes
+#: the control character), where the items' bytes go.
+_JSON_STAND_IN = "\x00feedsvc-items"
+_JSON_MARK = json.dumps(_JSON_STAND_IN).encode()
+_JSON_INDENT = "\n    "  # an item's lines in the document: two levels deep
+
+
+def render_json(view: FeedView, settings: Settings) -> bytes:
+    """JSON Feed 1.1, each item written once (`_spliced`): JSON strings hold no line
+    breaks, so an item written alone and indented two levels is its bytes in any feed."""
+    if not view.entries:
+        return _whole_json(view, settings)
+    items = []
+    for entry in view.entries:
+        found: bytes | None = _entries.get(_written_key("json", entry))
+        if found is None:
+            text = json.dumps(_json_item(entry), ensure_ascii=False, indent=2)
+            found = text.replace("\n", _JSON_INDENT).encode("utf-8")
+            _entries.put(_written_key("json", entry), found)
+        items.append(found)
+    head, mark, tail = _json_document(view, settings, [_JSON_STAND_IN]).rpartition(_JSON_MARK)
+    assert mark, "the stand-in is in the head"
+    return head + (b"," + _JSON_INDENT.encode()).join(items) + tail
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ every body is sanitised once, before, into the cache a server shares.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -47,14 +48,27 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
     feed page come together (they share the page's entries)."""
     yield "/feeds.opml", None
     yield "/tags/", None
+    # Newest first across feeds: the documents that show the same entries (a week's in
+    # the feed of everything, its archive, their categories' and tags') come one after
+    # another, so each entry is written once while they are rendered (`render`).
+    feeds: list[tuple[float, str, FeedKey]] = []
     for feed in snapshot.feeds.values():
+        entries, size = feed.entries, feed.page_size
         for page in range(1, feed.last_page + 1):
+            newest = _newest(entries[(page - 1) * size]) if entries else math.inf
             for format in render.FORMATS:
-                yield feed_path(feed.name, format, page), FeedKey(feed.name, format, page)
-        for archive in archives.archives_of(feed, snapshot, settings).weeks:
+                feeds.append(
+                    (newest, feed_path(feed.name, format, page), FeedKey(feed.name, format, page))
+                )
+        found = archives.archives_of(feed, snapshot, settings)
+        for archive in found.weeks:
+            newest = _newest(entries[found.spans[archive][0]])
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, archive=archive)
-                yield feed_path(feed.name, format, archive=archive), key
+                feeds.append((newest, feed_path(feed.name, format, archive=archive), key))
+    feeds.sort(key=lambda document: -document[0])  # stable: a page's formats stay together
+    for _, url, key in feeds:
+        yield url, key
     yield from _lists(snapshot, settings)
     for folder, name in snapshot.pages:
         item = snapshot.page(folder, name)
@@ -63,6 +77,11 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
         yield week.path, "week " + versions([week])
+
+
+def _newest(entry: Item | Week) -> float:
+    """When an entry of a feed (an item, or a week's roundup) was published."""
+    return (entry.items[-1] if isinstance(entry, Week) else entry).published.timestamp()
 
 
 def _lists(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, str]]:

@@ -29,8 +29,9 @@ from feedsvc import model, web
 from feedsvc.bodies import Bodies
 from feedsvc.cache import FILE_NAME, Cache, decode, encode
 from feedsvc.config import Settings
-from feedsvc.documents import REFRESH_PATIENCE, Documents, Memo, PageKey, make_document
+from feedsvc.documents import REFRESH_PATIENCE, Documents, PageKey, make_document
 from feedsvc.itemfile import parse_intro, parse_item
+from feedsvc.memo import Memo
 from feedsvc.model import Content, FeedKey, Item, ParsedFile, Snapshot
 from feedsvc.store import Store
 from tests.conftest import Site, before_atom_renders, hold_atom_renders

@@ -267,7 +267,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     started = time.perf_counter()
     documents: Documents = app.extensions["feedsvc.documents"]
     documents.track_modified = False
-    documents.limit(EXPORT_MEMO_BYTES, EXPORT_MEMO_BYTES)
+    documents.limit(EXPORT_MEMO_BYTES, 0)  # no document is asked for by signature twice
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None

@@ -153,13 +153,20 @@ class Bodies:
             self._held = {}
 
     def render_all(self, items: Sequence[Item], progress: Progress | None = None) -> None:
-        """Take every one of these items' bodies (rendered, or from the cache), so that
-        whatever rendering them finds is reported; a batch at a time, each spread over the
-        cores. `progress(done, total)` after each batch."""
+        """Render every one of these items' bodies the cache does not hold, and report
+        what rendering each body found (for one the cache holds, what it recorded); a
+        batch at a time, each spread over the cores. `progress(done, total)` after each
+        batch."""
         for start in range(0, len(items), RENDER_BATCH):
             batch = items[start : start + RENDER_BATCH]
-            with self.at_hand(batch):
-                for item in batch:  # those the batch could not render, in the open
+            held = self.cache.removed([body_key(item) for item in batch])
+            missing = [item for item in batch if body_key(item) not in held]
+            for item in batch:
+                removed = held.get(body_key(item))
+                if removed is not None:
+                    self._removed(item.source.path, removed)
+            with self.at_hand(missing):
+                for item in missing:  # those the batch could not render, in the open
                     self.content(item)
             if progress is not None:
                 progress(start + len(batch), len(items))

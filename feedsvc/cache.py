@@ -467,19 +467,30 @@ class Cache:
     ) -> dict[tuple[str, str], tuple[Content, str]]:
         """`content` for many (digest, page) keys at once, those held: a query per few
         hundred rather than one per body."""
-        found: dict[tuple[str, str], tuple[Content, str]] = {}
+        rows = self._content_rows(keys, "html, summary, removed")
+        return {key: (Content(html, summary), removed) for key, (html, summary, removed) in rows}
+
+    def removed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """What the sanitiser removed from each of these bodies the cache holds ("" for
+        nothing), without the bodies: all that a check of the folder needs of them."""
+        return {key: removed for key, (removed,) in self._content_rows(keys, "removed")}
+
+    def _content_rows(
+        self, keys: Sequence[tuple[str, str]], columns: str
+    ) -> list[tuple[tuple[str, str], tuple[Any, ...]]]:
         wanted = set(keys)
         digests = sorted({digest for digest, _ in wanted})
+        found = []
         for start in range(0, len(digests), CONTENTS_PER_QUERY):
             chosen = digests[start : start + CONTENTS_PER_QUERY]
             rows = self._run(
-                "SELECT digest, page, html, summary, removed FROM content WHERE digest IN "
+                f"SELECT digest, page, {columns} FROM content WHERE digest IN "
                 f"({', '.join('?' * len(chosen))})",
                 tuple(chosen),
             )
-            for digest, page, html, summary, removed in rows:
-                if (digest, page) in wanted:
-                    found[digest, page] = (Content(html, summary), removed)
+            found += [
+                ((digest, page), rest) for digest, page, *rest in rows if (digest, page) in wanted
+            ]
         return found
 
     def store_content(self, digest: str, page: str, content: Content, removed: str = "") -> None:

@@ -647,11 +647,27 @@ def item_page_signature(item: Item, settings: Settings) -> str:
     return page_signature("item " + _version(item), settings)
 
 
+def item_pages_signature(folder: str, items: Sequence[Item], settings: Settings) -> str:
+    """What the pages of a folder's items follow from (each of their `item_page_signature`
+    inputs)."""
+    return page_signature("\n".join(["items " + folder, *map(_version, items)]), settings)
+
+
 def page_signature(shown: str, settings: Settings) -> str:
     """A page's signature: `shown`, the text of everything the page shows, with the code
     and the settings that write it."""
-    parts = (code_digest(), shown, _output_key(settings))
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+    hasher = _page_hasher(settings).copy()  # a build signs thousands of pages
+    hasher.update(shown.encode())
+    signature: str = hasher.hexdigest()
+    return signature
+
+
+@lru_cache(maxsize=16)
+def _page_hasher(settings: Settings) -> Any:
+    """A hash of the code and the settings that write pages, for `page_signature` to
+    copy and go on with (never to update itself). A tuple's repr closes itself, so no
+    other code or settings can run on into the text of a page."""
+    return hashlib.sha256(repr((code_digest(), _output_key(settings))).encode())
 
 
 def _version(item: Item) -> str:

@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -25,7 +25,14 @@ from flask.testing import FlaskClient
 
 from feedsvc import archives, parallel, render
 from feedsvc.config import Settings
-from feedsvc.documents import Documents, compress, item_page_signature, page_signature, versions
+from feedsvc.documents import (
+    Documents,
+    compress,
+    item_page_signature,
+    item_pages_signature,
+    page_signature,
+    versions,
+)
 from feedsvc.feeds import TAG_PREFIX, feed_path, list_page_path
 from feedsvc.model import FeedKey, Item, Snapshot, Week
 from feedsvc.store import Store
@@ -43,9 +50,12 @@ def urls(snapshot: Snapshot, settings: Settings) -> Iterator[str]:
     return (url for url, _ in documents_of(snapshot, settings))
 
 
-def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, Source]]:
-    """Every document's URL with what its signature follows from; the formats of one
-    feed page come together (they share the page's entries)."""
+def documents_of(
+    snapshot: Snapshot, settings: Settings, skip: Collection[str] = ()
+) -> Iterator[tuple[str, Source]]:
+    """Every document's URL with what its signature follows from (but those of the
+    groups in `skip`: `group_of`); the formats of one feed page come together (they
+    share the page's entries)."""
     yield "/feeds.opml", None
     yield "/tags/", None
     # Newest first across feeds: the documents that show the same entries (a week's in
@@ -53,6 +63,8 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
     # another, so each entry is written once while they are rendered (`render`).
     feeds: list[tuple[float, str, FeedKey]] = []
     for feed in snapshot.feeds.values():
+        if _feed_group(feed.name) in skip:
+            continue
         entries, size = feed.entries, feed.page_size
         for page in range(1, feed.last_page + 1):
             newest = _newest(entries[(page - 1) * size]) if entries else math.inf
@@ -72,7 +84,7 @@ def documents_of(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, 
     yield from _lists(snapshot, settings)
     for folder, name in snapshot.pages:
         item = snapshot.page(folder, name)
-        if item is not None:
+        if item is not None and _items_group(folder) not in skip:
             yield item.path, (folder, name)
     weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
     for week in dict.fromkeys(weeks):
@@ -197,9 +209,9 @@ def headers_file(assets: dict[str, str]) -> str:
 #: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
 #: store keeps only what that build or another folder (a second link) still uses.
 STORE = "documents"
-#: What the last build wrote, a line a file: "signature<TAB>path", and for a feed's
-#: document "<TAB>feed signature" (`Documents.feed_signature`) after: a feed whose
-#: signature is the same has documents with the same signatures, not worked out again.
+#: What the last build wrote, a line a file: "signature<TAB>path", and for a document of
+#: a group ("<TAB>group signature" after: `group_of`) whose signature is the same, the
+#: documents have the same signatures, not worked out again.
 MANIFEST = ".feedsvc-build"
 #: Bytes of rendered documents each exporting process holds: enough for a page's formats
 #: to share its entries (a dense weekly page is megabytes), as each is written once.
@@ -225,7 +237,7 @@ class _Outcome:
     changed: int
     kept: int
     rendered: bool
-    feed_signature: str = ""  # a feed document's: its feed's
+    group_signature: str = ""  # the signature of its group (`group_of`), if it has one
 
 
 @dataclass(frozen=True)
@@ -235,9 +247,10 @@ class _Job:
     app: Flask
     out_dir: Path
     before: dict[str, str]  # file -> signature, from the last build's manifest
-    before_feeds: dict[str, str]  # a feed document's file -> its feed's signature, the same
+    before_groups: dict[str, str]  # file -> its group's signature, from the same
     stored: Path | None  # the rendered documents by signature (`STORE`), if there is a cache
-    feed_signatures: dict[str, str] = field(default_factory=dict)  # this build's, as known
+    group_signatures: dict[str, str]  # each group's, now
+    there: set[str]  # the files the folder has (`_files_in`), when the build starts
 
 
 _job: _Job | None = None
@@ -260,7 +273,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     snapshot = store.snapshot()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
-    before, before_feeds = _read_manifest(manifest)
+    before, before_groups = _read_manifest(manifest)
     started = time.perf_counter()
     store.render_bodies()
     seconds = {"bodies": time.perf_counter() - started}
@@ -271,15 +284,19 @@ def export(app: Flask, out_dir: Path) -> Written:
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None
-    _job = _Job(app, out_dir, before, before_feeds, stored)
+    now = group_signatures(documents, snapshot, store.settings)
+    there = _files_in(out_dir) if before else set()
+    unchanged = _unchanged_groups(there, before, before_groups, now)
+    _job = _Job(app, out_dir, before, before_groups, stored, now, there)
     try:
-        tasks = list(documents_of(snapshot, store.settings))
+        tasks = list(documents_of(snapshot, store.settings, skip=unchanged.keys()))
         outcomes = parallel.map_in_processes(_export_one, tasks)
     finally:
         _job = None
+    outcomes += [outcome for kept in unchanged.values() for outcome in kept]
     files = {outcome.file: outcome.signature for outcome in outcomes}
     files |= {outcome.file + ".gz": outcome.signature for outcome in outcomes}
-    feeds = {o.file: o.feed_signature for o in outcomes if o.feed_signature}
+    groups = {o.file: o.group_signature for o in outcomes if o.group_signature}
     changed = sum(o.changed for o in outcomes)
     kept = sum(o.kept for o in outcomes)
     for relative, data in site_files(app.test_client(), store.settings):
@@ -305,8 +322,8 @@ def export(app: Flask, out_dir: Path) -> Written:
         else:  # a first build into this folder: look at the whole store
             _prune_store(stored, used)
     lines = "".join(
-        f"{signature}\t{relative}\t{feeds[relative]}\n"
-        if relative in feeds
+        f"{signature}\t{relative}\t{groups[relative]}\n"
+        if relative in groups
         else f"{signature}\t{relative}\n"
         for relative, signature in sorted(files.items())
     )
@@ -322,22 +339,87 @@ def export(app: Flask, out_dir: Path) -> Written:
 
 def _read_manifest(manifest: Path) -> tuple[dict[str, str], dict[str, str]]:
     """What the last build into this folder wrote: file -> signature ("" for none), and
-    a feed document's file -> its feed's signature."""
+    file -> its group's signature (for a document of a group)."""
     try:
         text = manifest.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}, {}
-    before, feeds = {}, {}
+    before, groups = {}, {}
     for line in text.splitlines():
         signature, tab, rest = line.partition("\t")
         if not tab:  # a manifest of paths alone
             before[line] = ""
             continue
-        relative, tab, feed = rest.partition("\t")
+        relative, tab, group = rest.partition("\t")
         before[relative] = signature
-        if feed:
-            feeds[relative] = feed
-    return before, feeds
+        if group:
+            groups[relative] = group
+    return before, groups
+
+
+def group_of(source: Source) -> str:
+    """The group a document is kept with: a feed's documents (its pages and archives in
+    every format), and the item pages of a folder. A group's signature covers what
+    each of its documents' does (`group_signatures`): while it stays the same, so do
+    they. "" for a document of no group."""
+    if isinstance(source, FeedKey):
+        return _feed_group(source.name)
+    if isinstance(source, tuple):
+        return _items_group(source[0])
+    return ""
+
+
+def _feed_group(name: str) -> str:
+    return "feed " + name
+
+
+def _items_group(folder: str) -> str:
+    return "items " + folder
+
+
+def group_signatures(
+    documents: Documents, snapshot: Snapshot, settings: Settings
+) -> dict[str, str]:
+    """Every group's signature (`group_of`), by group."""
+    signatures = {
+        _feed_group(name): documents.feed_signature(snapshot, name) for name in snapshot.feeds
+    }
+    folders: dict[str, list[Item]] = {}
+    for folder, name in snapshot.pages:
+        item = snapshot.page(folder, name)
+        if item is not None:
+            folders.setdefault(folder, []).append(item)
+    for folder, items in folders.items():
+        signatures[_items_group(folder)] = item_pages_signature(folder, items, settings)
+    return signatures
+
+
+def _unchanged_groups(
+    there: set[str], before: dict[str, str], before_groups: dict[str, str], now: dict[str, str]
+) -> dict[str, list[_Outcome]]:
+    """The documents of each group whose signature (`now`) is the one the last build
+    recorded, if all of their files are there: the same documents with the same
+    signatures, kept as they are without a look at each one. By group."""
+    recorded: dict[str, list[str]] = {}  # group signature -> its documents' files
+    for name, group in before_groups.items():
+        recorded.setdefault(group, []).append(name)
+    unchanged = {}
+    for group, signature in now.items():
+        names = recorded.get(signature, [])
+        if names and all(name in there and name + ".gz" in there for name in names):
+            unchanged[group] = [_Outcome(n, before[n], 0, 2, False, signature) for n in names]
+    return unchanged
+
+
+def _files_in(folder: Path) -> set[str]:
+    """The files under `folder`, by path relative to it: one listing of each folder,
+    where asking after each file would cost a call each (tens of thousands)."""
+    found: set[str] = set()
+    for top, _, names in os.walk(folder):
+        relative = Path(top).relative_to(folder).as_posix()  # as the manifest names them
+        prefix = "" if relative == "." else relative + "/"
+        found.update(prefix + name for name in names)
+    return found
 
 
 def _export_one(document: tuple[str, Source]) -> _Outcome:
@@ -348,38 +430,24 @@ def _export_one(document: tuple[str, Source]) -> _Outcome:
     app, out_dir = _job.app, _job.out_dir
     url, source = document
     name = file_for(url)
-    target = os.path.join(out_dir, name)  # strings: tens of thousands of checks
-    there = os.path.isfile(target) and os.path.isfile(target + ".gz")
-    feed = ""
-    if isinstance(source, FeedKey):
-        feed = _feed_signature(app, source.name)
-        if there and name in _job.before and _job.before_feeds.get(name) == feed:
-            return _Outcome(name, _job.before[name], 0, 2, rendered=False, feed_signature=feed)
+    there = name in _job.there and name + ".gz" in _job.there
+    group = _job.group_signatures.get(group_of(source), "")
+    if group and there and name in _job.before and _job.before_groups.get(name) == group:
+        return _Outcome(name, _job.before[name], 0, 2, rendered=False, group_signature=group)
     signature = _signature(app, source)
     if signature and there and _job.before.get(name) == signature:
-        return _Outcome(name, signature, 0, 2, rendered=False, feed_signature=feed)
+        return _Outcome(name, signature, 0, 2, rendered=False, group_signature=group)
     changed = kept = 0
     if signature and _job.stored is not None:
         kept_files, rendered = _place(_job.stored, signature, out_dir, name, url, source)
-        return _Outcome(name, signature, 2 - kept_files, kept_files, rendered, feed)
+        return _Outcome(name, signature, 2 - kept_files, kept_files, rendered, group)
     body, gzipped = _fetch(app, url, source)
     for relative, data in ((name, body), (name + ".gz", gzipped)):
         if _write(out_dir / relative, data):
             changed += 1
         else:
             kept += 1
-    return _Outcome(name, signature, changed, kept, rendered=True, feed_signature=feed)
-
-
-def _feed_signature(app: Flask, name: str) -> str:
-    """A feed's signature, worked out once per process for all of its documents."""
-    assert _job is not None
-    found = _job.feed_signatures.get(name)
-    if found is None:
-        store: Store = app.extensions["feedsvc"]
-        documents: Documents = app.extensions["feedsvc.documents"]
-        found = _job.feed_signatures[name] = documents.feed_signature(store.snapshot(), name)
-    return found
+    return _Outcome(name, signature, changed, kept, rendered=True, group_signature=group)
 
 
 def _store_path(stored: Path, signature: str, name: str) -> Path:

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from feedsvc import static
 from feedsvc.cli import main
+from feedsvc.config import Settings
 from feedsvc.documents import Documents
-from feedsvc.model import FeedKey, Snapshot
+from feedsvc.model import FeedKey, Item, Snapshot
 from feedsvc.static import MANIFEST, STORE
 from tests.conftest import Site
 
@@ -91,24 +93,43 @@ def test_a_rebuild_renders_only_what_its_signature_says_changed(
     assert rendered(build(runner)) == len(documents) + 1 + 4 + 3 * 7
 
 
-def test_a_feed_an_edit_did_not_touch_is_known_unchanged_as_a_whole(
+def test_a_group_an_edit_did_not_touch_is_known_unchanged_as_a_whole(
     site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A feed's signature stands for all of its documents: those of a feed that does not
-    hold the edited item are not signed one by one (at 10,000 items that is most of what
-    a rebuild after one edit does)."""
+    """A feed's signature stands for all of its documents, a folder's for its item
+    pages: those of a feed or folder that does not hold the edited item are not signed
+    one by one (at 10,000 items that is most of what a rebuild after one edit does)."""
     build(runner)
     signed: Counter[str] = Counter()
-    signature = Documents.signature
+    signature, item_page_signature = Documents.signature, static.item_page_signature
 
     def counting(self: Documents, snapshot: Snapshot, key: FeedKey) -> str | None:
-        signed[key.name] += 1
+        signed["feed " + key.name] += 1
         return signature(self, snapshot, key)
 
+    def counting_pages(item: Item, settings: Settings) -> str:
+        signed["page " + item.category] += 1
+        return item_page_signature(item, settings)
+
     monkeypatch.setattr(Documents, "signature", counting)
+    monkeypatch.setattr(static, "item_page_signature", counting_pages)
     site.write_item("sport", "2020-09-09-match.md", {"title": "Match, edited"})
     assert rendered(build(runner)) > 0
-    assert set(signed) == {"all", "sport", "weekly"}, signed
+    assert set(signed) == {"feed all", "feed sport", "feed weekly", "page sport"}, signed
+
+
+def test_a_file_gone_from_the_folder_is_written_again(site: Site, runner: CliRunner) -> None:
+    """Nothing changed, but files were deleted from the folder (by hand, by a deploy
+    tool): the rebuild finds them missing, whether their group is unchanged or not."""
+    build(runner)
+    out = site.root / "public"
+    missing = ["feeds/all/page/2.atom", "feeds/sport.json.gz", "items/news/story-3.html"]
+    before = {name: (out / name).read_bytes() for name in missing}
+    for name in missing:
+        (out / name).unlink()
+    result = build(runner)
+    assert "3 files written" in result.output, result.output
+    assert {name: (out / name).read_bytes() for name in missing} == before
 
 
 SITE_FILES = {"404.html", "feed.css", "favicon.ico", "icon.png", "_headers"}

@@ -327,6 +327,7 @@ def test_many_contents_are_read_in_batches_each_by_its_own_key(
     assert found == {
         key: (content, "<script>" * (key[0] == "d5")) for key, content in held.items()
     }
+    assert cache.removed(asked) == {key: removed for key, (_, removed) in found.items()}
 
 
 def test_load_settings_puts_the_cache_beside_the_items(tmp_path: Path) -> None:

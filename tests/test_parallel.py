@@ -42,6 +42,28 @@ def test_a_large_batch_runs_in_helper_processes_and_comes_back_in_order() -> Non
     assert os.getpid() in pids
 
 
+def freeze_count(_: int) -> tuple[int, int]:
+    return os.getpid(), gc.get_freeze_count()
+
+
+@pytest.mark.skipif(parallel.cores() < 2, reason="helper processes need two cores")
+def test_this_process_freezes_its_collector_for_its_share_and_thaws_it_after() -> None:
+    """Its full collections would walk every loaded item while it works; a freeze made
+    by someone else (a preloading master) is left as it is."""
+    gc.unfreeze()
+    seen = parallel.map_in_processes(freeze_count, range(MANY))
+    here = {count for pid, count in seen if pid == os.getpid()}
+    assert here and 0 not in here
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        parallel.map_in_processes(freeze_count, range(MANY))
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_a_small_batch_or_a_threaded_process_stays_in_this_process() -> None:
     assert set(parallel.map_in_processes(pid_of, range(10))) == {os.getpid()}
     release = threading.Event()

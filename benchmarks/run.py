@@ -57,6 +57,7 @@ from benchmarks.system import (
     CLOCK_TICKS,
     TOP,
     ensure_package,
+    machine,
     machine_busy_seconds,
     own_cpu_seconds,
     replace_text,
@@ -917,15 +918,6 @@ def calibrate(rounds: int = 5) -> float:
             itemfile.render_markup(body, "markdown", base)
         passes.append((time.thread_time() - started) * 1000 / len(bodies))
     return statistics.median(passes[1:])
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
-    memory = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
-    ram = f"{int(memory.group(1)) / 2**20:.1f} GiB RAM" if memory else "RAM unknown"
-    cpu = model.group(1) if model else "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} cores, {ram}, Linux {platform.release()}"
 
 
 def versions() -> str:

@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -51,6 +50,7 @@ from benchmarks.system import (
     BIN,
     TOP,
     ensure_package,
+    machine,
     machine_busy_seconds,
     own_cpu_seconds,
     replace_text,
@@ -750,15 +750,6 @@ def code_version() -> str:
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = f", with uncommitted changes to {len(changed)} file(s) of feedsvc" if changed else ""
     return f"commit {commit}{dirty}"
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
-    memory = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
-    ram = f"{int(memory.group(1)) / 2**20:.1f} GiB RAM" if memory else "RAM unknown"
-    cpu = model.group(1) if model else "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} cores, {ram}, Linux {platform.release()}"
 
 
 def hugo_version() -> str:

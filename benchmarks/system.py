@@ -4,6 +4,8 @@ written whole."""
 from __future__ import annotations
 
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -49,3 +51,13 @@ def own_cpu_seconds() -> float:
     """This process's CPU time and that of the children it has waited for."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
+
+
+def machine() -> str:
+    """The processor, cores, memory and kernel, for a report's header."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    memory = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    ram = f"{int(memory.group(1)) / 2**20:.1f} GiB RAM" if memory else "RAM unknown"
+    cpu = model.group(1) if model else "unknown CPU"
+    return f"{cpu}, {os.cpu_count()} cores, {ram}, Linux {platform.release()}"

@@ -5,7 +5,7 @@ the other pages through the application), so they are byte for byte what the ser
 sends. Every URL is the path of its file (`file_for`), so any static host serves the
 folder as it is, with no rewrites; beside the documents go the site's 404 page, the style
 sheet and icons, and a `_headers` file with the content types a host cannot guess from
-the suffix (docs/deploy.md). The work is spread over one process per core (`parallel`);
+the suffix (docs/deploy.md). The work is spread over the cores (`parallel`);
 every body is sanitised once, before, into the cache a server shares.
 """
 
@@ -209,9 +209,9 @@ def headers_file(assets: dict[str, str]) -> str:
 #: (replacing a file, as rsync and every deploy tool do, is fine). After each build the
 #: store keeps only what that build or another folder (a second link) still uses.
 STORE = "documents"
-#: What the last build wrote, a line a file: "signature<TAB>path", and for a document of
-#: a group ("<TAB>group signature" after: `group_of`) whose signature is the same, the
-#: documents have the same signatures, not worked out again.
+#: What the last build wrote, a line a file: "signature<TAB>path", and "<TAB>group
+#: signature" after it for a document of a group (`group_of`). A group whose signature
+#: is unchanged keeps its documents and their signatures without working them out again.
 MANIFEST = ".feedsvc-build"
 #: Bytes of rendered documents each exporting process holds: enough for a page's formats
 #: to share its entries (a dense weekly page is megabytes), as each is written once.
@@ -260,7 +260,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     """Write every document and its gzip sibling under `out_dir`.
 
     The bodies are rendered first, each once, spread over the cores (and kept in the
-    cache); then the documents are written by one process per core. A document whose
+    cache); then the documents are written, spread over the cores. A document whose
     signature (what its bytes follow from) is the one the last build wrote is not
     rendered again, nor one the store (`STORE`) holds, which is linked from there. A
     rebuild into the same folder leaves a file whose bytes did not change untouched,

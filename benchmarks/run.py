@@ -61,6 +61,7 @@ from benchmarks.system import (
     machine_busy_seconds,
     own_cpu_seconds,
     replace_text,
+    sizes,
 )
 from feedsvc import serving
 
@@ -1269,16 +1270,6 @@ def write_report(path: Path, generated: str) -> None:
 
 
 # -- command line --------------------------------------------------------------------------
-
-
-def sizes(text: str) -> list[int]:
-    try:
-        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give sizes like 1000,10000") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return values
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ written whole."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -61,3 +62,14 @@ def machine() -> str:
     ram = f"{int(memory.group(1)) / 2**20:.1f} GiB RAM" if memory else "RAM unknown"
     cpu = model.group(1) if model else "unknown CPU"
     return f"{cpu}, {os.cpu_count()} cores, {ram}, Linux {platform.release()}"
+
+
+def sizes(text: str) -> list[int]:
+    """Corpus sizes as a command line gives them: "1000,10_000" (an argparse type)."""
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give sizes like 1000,10000") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values

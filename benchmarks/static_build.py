@@ -372,6 +372,19 @@ class TreeSampler(threading.Thread):
         self.join(5)
 
 
+def settle(inputs: Path) -> None:
+    """Start every build from the same state: what earlier builds, and the removal of
+    their folders, left to write is on disk (no build pays for another's writes), and
+    the build's input files are in the page cache, even after a build that took most
+    of the memory (Hugo's, at 100,000 items)."""
+    os.sync()
+    for top, _, names in os.walk(inputs):
+        for name in names:
+            with open(os.path.join(top, name), "rb") as file:
+                while file.read(1 << 20):
+                    pass
+
+
 def wait_quiet(limit: float) -> float:
     """Give other work on the machine up to `limit` seconds to finish; the load left."""
     deadline = time.monotonic() + limit
@@ -552,6 +565,7 @@ class Bench:
         before = {} if fresh else listing(out)
         for folder in (cache, cwd):
             folder.mkdir(parents=True, exist_ok=True)
+        settle(folders.hugo_content if tool == "hugo" else folders.items)
         wait_quiet(self.quiet_wait)
         log = folders.logs / f"{tool}-{case}.log"
         process = run_measured(argv, env, cwd, log, self.timeout)
@@ -820,8 +834,10 @@ METHOD = f"""
 - **Rounds**: each round runs Hugo cold, `feedsvc build` cold, `feedsvc build` warm, then
   appends one sentence to one item file (the middle one in path order) and runs
   `feedsvc build` into the warm build's folder and Hugo into its cold build's folder; the
-  file is restored after the round. Before each build the benchmark waits (up to
-  `--quiet-wait` s) for the rest of the machine to use < {QUIET_LOAD} cores.
+  file is restored after the round. Before each build the benchmark flushes what is
+  left to write to disk (`sync`: the builds before, the folders it removed), reads the
+  build's input files into the page cache, and waits (up to `--quiet-wait` s) for the
+  rest of the machine to use < {QUIET_LOAD} cores.
 - **Time**: wall clock from starting the process until `wait4` returns. "Each run ÷
   Hugo's median" compares with Hugo's cold median for the cold and warm rows, and with
   Hugo's edit median for the edit rows; the targets use Hugo's cold median.

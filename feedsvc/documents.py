@@ -236,6 +236,7 @@ class Documents:
         self._states: weakref.WeakKeyDictionary[Snapshot, _State] = weakref.WeakKeyDictionary()
         self._newest: _State | None = None
         self._signatures = Memo(SIGNATURE_BYTES)
+        self._hold = True  # keep documents to answer again (`asked_once` turns it off)
         #: Seconds a request waits for a render off the request path (may be changed).
         self.patience = patience
         self._refresher = _Refresher(self) if refresh_off_requests else None
@@ -298,7 +299,8 @@ class Documents:
             found = make_document(body, content_type, last_modified)
             if dated:
                 found, _ = self.dated(key.name, found)
-            state.memo.put(key, found)
+            if self._hold:
+                state.memo.put(key, found)
         return found
 
     def dated(self, path: str, document: Document) -> tuple[Document, bool]:
@@ -326,15 +328,16 @@ class Documents:
         http_date = format_datetime(when, usegmt=True)
         return replace(document, last_modified=when, http_last_modified=http_date), changed
 
-    def limit(self, memo_bytes: int, signature_bytes: int) -> None:
-        """Hold at most these bytes of documents per snapshot and by signature, from now
-        on: a static export writes each document once, so it needs the memory only to
-        share a page's entries among its formats, not to answer again."""
+    def asked_once(self, memo_bytes: int) -> None:
+        """From now on each document is asked for once (a static export writes it and
+        moves on): none is held to answer again, per snapshot or by signature, and only
+        what a page's formats share while they render (what it shows, its bodies) is
+        kept, in at most `memo_bytes` per snapshot."""
         self.memo_bytes = memo_bytes
         with self._lock:
+            self._hold = False
             for state in list(self._states.values()):
                 state.memo.max_bytes = memo_bytes
-        self._signatures.max_bytes = signature_bytes
 
     def renders(self, snapshot: Snapshot) -> Counter[Any]:
         """How many times each document of `snapshot` was built (found by signature or
@@ -490,7 +493,8 @@ class Documents:
             document, changed = self.dated(path_of(key), document)
             if changed and key.page == 1 and not key.archive and self.on_change is not None:
                 self.on_change(key, document)
-        state.memo.put(key, document)
+        if self._hold or document is None:  # "no such document" weighs nothing
+            state.memo.put(key, document)
         return document
 
     def _build(self, snapshot: Snapshot, state: _State, key: FeedKey) -> Document | None:
@@ -617,7 +621,8 @@ class Documents:
                 return len(again), (again,)
 
         document = finish(*found, load)
-        self._signatures.put(signature, document)
+        if self._hold:
+            self._signatures.put(signature, document)
         return document
 
 

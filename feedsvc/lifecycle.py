@@ -27,7 +27,6 @@ none of what the hooks protect, and the lock would never be free.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -36,6 +35,8 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
+
+from feedsvc import memory
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +98,6 @@ def _hooked() -> bool:
     return not getattr(_unhooked, "depth", 0)
 
 
-def give_back_free_memory() -> None:
-    """Return freed heap pages to the system (glibc's malloc_trim); elsewhere nothing."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
-
-
 def _before_fork() -> None:
     if not _hooked():
         return
@@ -122,7 +114,7 @@ def _before_fork() -> None:
             _prepared.append(obj)
     if registered:
         gc.freeze()
-        give_back_free_memory()
+        memory.trim()
     # Held across the fork: a registration under way in another thread would otherwise
     # leave the child's copy of the lock held for good.
     _lock.acquire()

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import TypeVar
 
-from feedsvc import lifecycle
+from feedsvc import lifecycle, memory
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def _in_processes(
     # only computes and exits, so the process's fork hooks (lifecycle) are not run: the
     # store's would wait for the reload lock this very reload holds.
     helpers = processes - 1
+    memory.trim()  # a helper's resident set starts as this process's, free pages and all
     with (
         _collector_frozen(),
         lifecycle.without_hooks(),

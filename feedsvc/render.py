@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -393,6 +393,8 @@ def _whole_atom(view: FeedView, settings: Settings, written: Sequence[Entry] | N
 #: documents that show the same weeks' entries, rendered one after another, to share them.
 ENTRY_BYTES = 32 * 1024 * 1024
 _entries = Memo(ENTRY_BYTES, weigh=len)
+#: Characters of bodies written into one document at most when entries are written anew.
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
 
 #: Where an entry starts and ends in a pretty-printed document: its opening tag at its
 #: depth and its closing tag. Markup in text and attributes is escaped, so neither can
@@ -441,14 +443,33 @@ def _spliced(
             missing[key] = entry
         else:
             written[key] = found
-    if missing:  # all in one document: a feed's head is written once, not once per entry
-        document = whole(replace(view, entries=tuple(missing.values())), settings, None)
-        for key, (start, end) in zip(missing, _spans(document, format, len(missing)), strict=True):
+    for batch in _batches(missing):  # a feed's head is written once a batch, not an entry
+        document = whole(replace(view, entries=tuple(batch.values())), settings, None)
+        for key, (start, end) in zip(batch, _spans(document, format, len(batch)), strict=True):
             written[key] = document[start:end]
             _entries.put(key, written[key])
     head = whole(view, settings, (_STAND_IN,))
     [(start, end)] = _spans(head, format, 1)
-    return head[:start] + b"".join(written[key] for key in keys) + head[end:]
+    # One join, not three concatenations: a dense weekly page is tens of megabytes.
+    return b"".join([head[:start], *(written[key] for key in keys), head[end:]])
+
+
+def _batches(
+    entries: dict[tuple[object, ...], Entry],
+) -> Iterator[dict[tuple[object, ...], Entry]]:
+    """`entries` in batches of at most WRITE_BATCH_BYTES of bodies (an entry larger than
+    that alone): a week's roundup is megabytes, and a document of ten of them, written
+    whole, would be held twice over (the tree, the bytes) beside their slices."""
+    batch: dict[tuple[object, ...], Entry] = {}
+    size = 0
+    for key, entry in entries.items():
+        if batch and size + len(entry.html) > WRITE_BATCH_BYTES:
+            yield batch
+            batch, size = {}, 0
+        batch[key] = entry
+        size += len(entry.html)
+    if batch:
+        yield batch
 
 
 def render_rss(view: FeedView, settings: Settings) -> bytes:
@@ -539,7 +560,12 @@ def render_json(view: FeedView, settings: Settings) -> bytes:
         items.append(found)
     head, mark, tail = _json_document(view, settings, [_JSON_STAND_IN]).rpartition(_JSON_MARK)
     assert mark, "the stand-in is in the head"
-    return head + (b"," + _JSON_INDENT.encode()).join(items) + tail
+    between = b"," + _JSON_INDENT.encode()
+    pieces = [head]
+    for item in items:
+        pieces += (item, between)
+    pieces[-1] = tail  # the last item's separator
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from flask import Flask
 from flask.testing import FlaskClient
 
-from feedsvc import archives, parallel, render
+from feedsvc import archives, memory, parallel, render
 from feedsvc.config import Settings
 from feedsvc.documents import (
     Documents,
@@ -58,28 +58,34 @@ def documents_of(
     share the page's entries)."""
     yield "/feeds.opml", None
     yield "/tags/", None
-    # Newest first across feeds: the documents that show the same entries (a week's in
-    # the feed of everything, its archive, their categories' and tags') come one after
-    # another, so each entry is written once while they are rendered (`render`).
-    feeds: list[tuple[float, str, FeedKey]] = []
+    # The roundups' documents first: each entry holds every body of a week, so they are
+    # the largest by far (tens of megabytes a page at 100,000 items) and share no entry
+    # with another feed. Together at the front of the work, they go to one process
+    # (`parallel` hands out chunks from the front and the back), so no two processes
+    # hold one at once. The rest newest first across feeds: the documents that show the
+    # same entries (a week's in the feed of everything, its archive, their categories'
+    # and tags') come one after another, so each entry is written once while they are
+    # rendered (`render`).
+    feeds: list[tuple[bool, float, str, FeedKey]] = []
     for feed in snapshot.feeds.values():
         if _feed_group(feed.name) in skip:
             continue
+        roundups = feed.kind == "weekly"
         entries, size = feed.entries, feed.page_size
         for page in range(1, feed.last_page + 1):
             newest = _newest(entries[(page - 1) * size]) if entries else math.inf
             for format in render.FORMATS:
-                feeds.append(
-                    (newest, feed_path(feed.name, format, page), FeedKey(feed.name, format, page))
-                )
+                key = FeedKey(feed.name, format, page)
+                feeds.append((not roundups, -newest, feed_path(feed.name, format, page), key))
         found = archives.archives_of(feed, snapshot, settings)
         for archive in found.weeks:
             newest = _newest(entries[found.spans[archive][0]])
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, archive=archive)
-                feeds.append((newest, feed_path(feed.name, format, archive=archive), key))
-    feeds.sort(key=lambda document: -document[0])  # stable: a page's formats stay together
-    for _, url, key in feeds:
+                path = feed_path(feed.name, format, archive=archive)
+                feeds.append((not roundups, -newest, path, key))
+    feeds.sort(key=lambda document: document[:2])  # stable: a page's formats stay together
+    for _, _, url, key in feeds:
         yield url, key
     yield from _lists(snapshot, settings)
     for folder, name in snapshot.pages:
@@ -213,8 +219,8 @@ STORE = "documents"
 #: signature" after it for a document of a group (`group_of`). A group whose signature
 #: is unchanged keeps its documents and their signatures without working them out again.
 MANIFEST = ".feedsvc-build"
-#: Bytes of rendered documents each exporting process holds: enough for a page's formats
-#: to share its entries (a dense weekly page is megabytes), as each is written once.
+#: Bytes of what a feed page's formats share while they render (its entries' bodies) that
+#: each exporting process holds: a dense weekly page's are tens of megabytes.
 EXPORT_MEMO_BYTES = 64 * 1024 * 1024
 
 
@@ -269,6 +275,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     those: the manifest lists them, so other files are left alone).
     """
     global _job
+    memory.map_large_blocks()  # documents of megabytes come and go by the thousand
     store: Store = app.extensions["feedsvc"]
     snapshot = store.snapshot()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +287,7 @@ def export(app: Flask, out_dir: Path) -> Written:
     started = time.perf_counter()
     documents: Documents = app.extensions["feedsvc.documents"]
     documents.track_modified = False
-    documents.limit(EXPORT_MEMO_BYTES, 0)  # no document is asked for by signature twice
+    documents.asked_once(EXPORT_MEMO_BYTES)
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None

@@ -261,3 +261,54 @@ def test_the_store_keeps_only_what_a_build_or_a_folder_still_uses(
     gone, new = before - after, after - before
     assert gone and new and len(gone) == len(new), "one version of each changed document"
     assert len(after) == len(before)
+
+
+def test_the_roundups_come_first_then_every_feed_newest_first(
+    site: Site, runner: CliRunner
+) -> None:
+    """The weekly feed's documents (the largest: a week's bodies in each entry) lead the
+    work, so that one process renders them all; the other feeds' follow, newest first
+    across feeds, a page's formats together."""
+    app = site.app(feed_size=3)
+    store = app.extensions["feedsvc"]
+    snapshot, settings = store.snapshot(), store.settings
+    keys = [key for _, key in static.documents_of(snapshot, settings) if isinstance(key, FeedKey)]
+    kinds = [snapshot.feeds[key.name].kind == "weekly" for key in keys]
+    assert kinds == sorted(kinds, reverse=True) and kinds[0] and not kinds[-1]
+    newest = []
+    for key in keys[kinds.count(True) :]:
+        feed = snapshot.feeds[key.name]
+        start = (key.page - 1) * feed.page_size
+        if key.archive:
+            found = static.archives.archives_of(feed, snapshot, settings)
+            start = found.spans[key.archive][0]
+        newest.append(feed.entries[start].published)
+    assert newest == sorted(newest, reverse=True)
+    assert all(len({k.format for k in keys[i : i + 3]}) == 3 for i in range(0, len(keys), 3))
+
+
+def test_a_document_asked_for_once_is_not_held_but_what_its_formats_share_is(
+    site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In an export every document is written once: none is kept to answer again, while
+    a page's entries with their bodies, which its formats share, are."""
+    app = site.app(feed_size=3)
+    store, documents = app.extensions["feedsvc"], app.extensions["feedsvc.documents"]
+    snapshot = store.snapshot()
+    views: Counter[int] = Counter()
+    feed_view = static.render.feed_view
+
+    def counting(feed: object, page: int, *rest: object) -> object:
+        views[page] += 1
+        return feed_view(feed, page, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(static.render, "feed_view", counting)
+    atom = FeedKey("all", "atom", 2)
+    for _ in range(2):
+        documents.feed(snapshot, atom)
+    assert documents.renders(snapshot)[atom] == 1  # a server answers again from memory
+    documents.asked_once(static.EXPORT_MEMO_BYTES)
+    for format in ("rss", "json", "rss"):
+        documents.feed(snapshot, FeedKey("all", format, 3))
+    assert documents.renders(snapshot)[FeedKey("all", "rss", 3)] == 2
+    assert views == {2: 1, 3: 1}

@@ -63,7 +63,7 @@ def test_memory_a_load_freed_goes_back_to_the_system_before_workers_fork() -> No
     between objects that stay are resident until the C heap is trimmed, which the hook
     that runs before a fork does; measured in a fresh process, whose heap is its own."""
     code = """
-from feedsvc.lifecycle import give_back_free_memory
+from feedsvc.memory import trim
 
 def anon_mb():
     with open("/proc/self/status") as status:
@@ -74,7 +74,7 @@ rows = [bytes(2048) + str(n).encode() for n in range(100_000)]  # ~200 MB of C-h
 kept = rows[::64]
 del rows
 before = anon_mb()
-give_back_free_memory()
+trim()
 print(before, anon_mb())
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

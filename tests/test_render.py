@@ -83,13 +83,55 @@ WHOLE = {
     shown=st.lists(st.lists(st.integers(0, 5), max_size=6), min_size=1, max_size=4),
     page=st.integers(1, 3),
     history=HISTORIES,
+    batch=st.sampled_from([0, 20, render.WRITE_BATCH_BYTES]),
 )
 def test_a_document_of_entries_written_before_is_the_document_written_whole(
-    format: str, pool: list[Entry], shown: list[list[int]], page: int, history: History
+    format: str,
+    pool: list[Entry],
+    shown: list[list[int]],
+    page: int,
+    history: History,
+    batch: int,
 ) -> None:
-    for positions in shown:  # documents that share entries, one after another
-        document = view([pool[at % len(pool)] for at in positions], page, history)
-        assert render.FORMATS[format].render(document, SITE) == WHOLE[format](document)
+    written_before, render._entries = render._entries, Memo(render.ENTRY_BYTES, weigh=len)
+    batch_before, render.WRITE_BATCH_BYTES = render.WRITE_BATCH_BYTES, batch
+    try:
+        for positions in shown:  # documents that share entries, one after another
+            document = view([pool[at % len(pool)] for at in positions], page, history)
+            assert render.FORMATS[format].render(document, SITE) == WHOLE[format](document)
+    finally:
+        render._entries, render.WRITE_BATCH_BYTES = written_before, batch_before
+
+
+@pytest.mark.parametrize("format", ["rss", "atom"])
+def test_entries_of_large_bodies_are_written_a_batch_at_a_time(
+    format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A week's roundup is megabytes: the entries written anew go into documents of at
+    most WRITE_BATCH_BYTES of bodies each (one larger than that alone), not all in one."""
+    monkeypatch.setattr(render, "_entries", Memo(render.ENTRY_BYTES, weigh=len))
+    monkeypatch.setattr(render, "WRITE_BATCH_BYTES", 250)
+    day = datetime(2020, 1, 1, tzinfo=UTC)
+    sizes = [100, 100, 100, 400, 50, 100]
+    entries = [
+        Entry(f"tag:example.org,2020:{n}", f"Story {n}", f"https://example.org/{n}.html",
+              f"https://example.org/{n}.html", day, day, "A", (), "S", "x" * size, None)
+        for n, size in enumerate(sizes)
+    ]  # fmt: skip
+    batches: list[list[int]] = []
+    generator = render._generator
+
+    def counting_generator(
+        view: FeedView, site: Settings, format: str, shown: Sequence[Entry] | None = None
+    ) -> object:
+        if shown is None:
+            batches.append([len(entry.html) for entry in view.entries])
+        return generator(view, site, format, shown)
+
+    monkeypatch.setattr(render, "_generator", counting_generator)
+    document = view(entries, 1, History())
+    assert render.FORMATS[format].render(document, SITE) == WHOLE[format](document)
+    assert batches[:-1] == [[100, 100], [100], [400], [50, 100]]  # the last: written whole
 
 
 @pytest.mark.parametrize("format", sorted(render.FORMATS))

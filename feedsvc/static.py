@@ -297,7 +297,10 @@ def export(app: Flask, out_dir: Path) -> Written:
     _job = _Job(app, out_dir, before, before_groups, stored, now, present)
     try:
         tasks = list(documents_of(snapshot, store.settings, skip=unchanged.keys()))
-        outcomes = parallel.map_in_processes(_export_one, tasks)
+        outcomes: list[_Outcome] = []
+        if present:  # a rebuild: most documents are known unchanged by signature alone
+            outcomes, tasks = _sorted_out(tasks)
+        outcomes += parallel.map_in_processes(_export_one, tasks)
     finally:
         _job = None
     files = {outcome.file: outcome.signature for outcome in outcomes}
@@ -445,21 +448,55 @@ def _files_in(folder: Path) -> set[str]:
     return found
 
 
+def _sorted_out(
+    tasks: list[tuple[str, Source]],
+) -> tuple[list[_Outcome], list[tuple[str, Source]]]:
+    """The outcomes of the documents known unchanged, found here, and the documents left
+    to render or link. Telling them apart is quick next to rendering, and after one edit
+    it is nearly all a rebuild does: a helper process would cost more to start than it
+    saves, and would start with all of this process's memory as its own (at 100,000
+    items, half a gigabyte more)."""
+    outcomes, left = [], []
+    for task in tasks:
+        known = _known_unchanged(task)
+        if known is None:
+            left.append(task)
+        else:
+            outcomes.append(known)
+    return outcomes, left
+
+
+def _known_unchanged(document: tuple[str, Source]) -> _Outcome | None:
+    """A document's outcome if it is known unchanged without rendering it: its files are
+    there, and its group's signature or its own is the one the last build recorded;
+    else None."""
+    assert _job is not None, "export() sets the job first"
+    url, source = document
+    name = file_for(url)
+    if name not in _job.present:
+        return None
+    group = _job.group_signatures.get(group_of(source), "")
+    if group and _job.before_groups.get(name) == group:
+        return _Outcome(name, _job.before[name], 0, 2, rendered=False, group_signature=group)
+    signature = _signature(_job.app, source)
+    if signature and _job.before.get(name) == signature:
+        return _Outcome(name, signature, 0, 2, rendered=False, group_signature=group)
+    return None
+
+
 def _export_one(document: tuple[str, Source]) -> _Outcome:
-    """One document of the export: skipped if its signature says it is unchanged and its
-    files are there; else linked from the store (rendered into it first if it is not
-    there), or without a store rendered and written if its bytes changed."""
-    assert _job is not None, "export() sets the job before the processes start"
+    """One document of the export: skipped if it is known unchanged; else linked from the
+    store (rendered into it first if it is not there), or without a store rendered and
+    written if its bytes changed."""
+    known = _known_unchanged(document)
+    if known is not None:
+        return known
+    assert _job is not None
     app, out_dir = _job.app, _job.out_dir
     url, source = document
     name = file_for(url)
-    there = name in _job.present
     group = _job.group_signatures.get(group_of(source), "")
-    if group and there and name in _job.before and _job.before_groups.get(name) == group:
-        return _Outcome(name, _job.before[name], 0, 2, rendered=False, group_signature=group)
     signature = _signature(app, source)
-    if signature and there and _job.before.get(name) == signature:
-        return _Outcome(name, signature, 0, 2, rendered=False, group_signature=group)
     changed = kept = 0
     if signature and _job.stored is not None:
         kept_files, rendered = _place(_job.stored, signature, out_dir, name, url, source)

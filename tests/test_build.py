@@ -8,6 +8,7 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -312,3 +313,27 @@ def test_a_document_asked_for_once_is_not_held_but_what_its_formats_share_is(
         documents.feed(snapshot, FeedKey("all", format, 3))
     assert documents.renders(snapshot)[FeedKey("all", "rss", 3)] == 2
     assert views == {2: 1, 3: 1}
+
+
+def test_a_rebuild_sorts_out_what_is_unchanged_before_spreading_the_rest(
+    site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one edit nearly every document is known unchanged by its signature: that
+    is found in this process, and only the documents left to render go to the helper
+    processes (none, here), which would otherwise start with all of its memory."""
+    build(runner)
+    spread: list[int] = []
+    map_in_processes = static.parallel.map_in_processes
+
+    def counting(function: Any, tasks: Any, progress: Any = None) -> Any:
+        if function is static._export_one:
+            spread.append(len(tasks))
+        return map_in_processes(function, tasks, progress)
+
+    monkeypatch.setattr(static.parallel, "map_in_processes", counting)
+    site.write_item(
+        "news", "2020-09-04-story-4.md", {"title": "Story 4, edited", "tags": ["even"]}
+    )
+    result = build(runner)
+    assert spread == [rendered(result)] and 0 < spread[0] < 30, (spread, result.output)
+    assert "0 removed" in result.output

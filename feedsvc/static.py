@@ -457,22 +457,20 @@ def _sorted_out(
     saves, and would start with all of this process's memory as its own (at 100,000
     items, half a gigabyte more)."""
     outcomes, left = [], []
-    for task in tasks:
-        known = _known_unchanged(task)
+    for url, source in tasks:
+        known = _known_unchanged(file_for(url), source)
         if known is None:
-            left.append(task)
+            left.append((url, source))
         else:
             outcomes.append(known)
     return outcomes, left
 
 
-def _known_unchanged(document: tuple[str, Source]) -> _Outcome | None:
-    """A document's outcome if it is known unchanged without rendering it: its files are
-    there, and its group's signature or its own is the one the last build recorded;
-    else None."""
-    assert _job is not None, "export() sets the job first"
-    url, source = document
-    name = file_for(url)
+def _known_unchanged(name: str, source: Source) -> _Outcome | None:
+    """The outcome of the document stored as `name` if it is known unchanged without
+    rendering it: its files are there, and its group's signature or its own is the one
+    the last build recorded; else None."""
+    assert _job is not None, "export() sets the job before the processes start"
     if name not in _job.present:
         return None
     group = _job.group_signatures.get(group_of(source), "")
@@ -488,13 +486,13 @@ def _export_one(document: tuple[str, Source]) -> _Outcome:
     """One document of the export: skipped if it is known unchanged; else linked from the
     store (rendered into it first if it is not there), or without a store rendered and
     written if its bytes changed."""
-    known = _known_unchanged(document)
+    url, source = document
+    name = file_for(url)
+    known = _known_unchanged(name, source)
     if known is not None:
         return known
     assert _job is not None
     app, out_dir = _job.app, _job.out_dir
-    url, source = document
-    name = file_for(url)
     group = _job.group_signatures.get(group_of(source), "")
     signature = _signature(app, source)
     changed = kept = 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,7 +35,7 @@ from feedsvc.model import Content, Intro, Item, Problem, week_path
 
 log = logging.getLogger(__name__)
 
-CONTENT_CACHE_SIZE = 4096
+CONTENT_CACHE_SIZE = 4096  # bodies a server holds in memory (`Bodies.hold_at_most`)
 #: Bodies `render_all` holds at once: enough to keep every core busy, few enough that a
 #: folder of 100,000 items is not held in memory whole.
 RENDER_BATCH = 2000
@@ -68,12 +69,21 @@ class Bodies:
         self.last_good = last_good
         self.stale_reads = 0
         self._contents: OrderedDict[tuple[str, str], Rendered] = OrderedDict()
+        self._most = CONTENT_CACHE_SIZE
         self._held: dict[tuple[str, str], Rendered] = {}  # what `at_hand` rendered
         self._lock = threading.Lock()
 
     def after_fork(self, child: bool) -> None:
         if child:  # a lock another thread of the parent held would stay held here
             self._lock = threading.Lock()
+
+    def hold_at_most(self, count: int) -> None:
+        """Hold at most `count` rendered bodies in memory from now on (the rest are in the
+        cache, or rendered again)."""
+        with self._lock:
+            self._most = count
+            while len(self._contents) > count:
+                self._contents.popitem(last=False)
 
     def content(self, item: Item) -> Content:
         """An item's rendered body, memoised per file version. Never raises."""
@@ -101,14 +111,16 @@ class Bodies:
         self._removed(item.source.path, rendered[1])
         with self._lock:
             self._contents[key] = rendered
-            while len(self._contents) > CONTENT_CACHE_SIZE:
+            while len(self._contents) > self._most:
                 self._contents.popitem(last=False)
         return rendered[0]
 
     def _removed(self, path: str, removed: str) -> None:
         """Report what the sanitiser removed from the file at `path`, if anything."""
         if removed:
-            self.report(path, Problem(path, None, "warning", f"removed from the body: {removed}"))
+            # A corpus repeats a few such notes in thousands of files: each is held once.
+            message = sys.intern(f"removed from the body: {removed}")
+            self.report(path, Problem(path, None, "warning", message))
 
     def intro(self, intro: Intro) -> str:
         """A weekly introduction's HTML; "" (the roundup writes its own) if it fails."""

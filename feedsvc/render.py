@@ -393,6 +393,13 @@ def _whole_atom(view: FeedView, settings: Settings, written: Sequence[Entry] | N
 #: documents that show the same weeks' entries, rendered one after another, to share them.
 ENTRY_BYTES = 32 * 1024 * 1024
 _entries = Memo(ENTRY_BYTES, weigh=len)
+
+
+def hold_entries(max_bytes: int) -> None:
+    """Hold at most `max_bytes` of written entries in this process from now on."""
+    _entries.max_bytes = max_bytes
+
+
 #: Characters of bodies written into one document at most when entries are written anew.
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
 

@@ -222,6 +222,11 @@ MANIFEST = ".feedsvc-build"
 #: Bytes of what a feed page's formats share while they render (its entries' bodies) that
 #: each exporting process holds: a dense weekly page's are tens of megabytes.
 EXPORT_MEMO_BYTES = 64 * 1024 * 1024
+#: Written entries (bytes) and rendered bodies that each exporting process holds for the
+#: documents that show them: fewer than a server holds, for the documents come newest
+#: first (`documents_of`), so those that share an entry or a body come close together.
+EXPORT_ENTRY_BYTES = 16 * 1024 * 1024
+EXPORT_BODIES = 2048
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,8 @@ def export(app: Flask, out_dir: Path) -> Written:
     documents: Documents = app.extensions["feedsvc.documents"]
     documents.track_modified = False
     documents.asked_once(EXPORT_MEMO_BYTES)
+    render.hold_entries(EXPORT_ENTRY_BYTES)
+    store.bodies.hold_at_most(EXPORT_BODIES)
     store.cache.close()  # an SQLite connection must not be used on both sides of a fork
     cache_dir = store.settings.cache_dir
     stored = cache_dir / STORE if cache_dir is not None else None

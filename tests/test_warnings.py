@@ -124,6 +124,33 @@ def test_a_body_is_sanitised_once_per_version_and_its_warning_kept_with_it(
     assert "news/2020-09-01-scripted.md" not in {p.path for p in again.problems(again.snapshot())}
 
 
+def test_bodies_held_in_memory_are_at_most_as_many_as_asked(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cache, a body let go of is sanitised again when it is shown again; the
+    ones still held are not."""
+    for day in range(1, 4):
+        site.write_item("news", f"2020-09-0{day}-s{day}.md", {"title": f"S{day}"}, SCRIPTED)
+    store = Store(site.settings())
+    store.reload()
+    items = sorted(store.snapshot().items, key=lambda item: item.source.path)
+    calls = count_sanitising(monkeypatch)
+    store.bodies.hold_at_most(2)
+    for item in items:
+        store.bodies.content(item)
+    assert len(calls) == 3
+    store.bodies.content(items[2])
+    store.bodies.content(items[1])
+    assert len(calls) == 3  # the two last held
+    store.bodies.content(items[0])
+    assert len(calls) == 4
+    store.bodies.hold_at_most(1)  # lets go of the oldest at once: items[1]
+    store.bodies.content(items[0])
+    assert len(calls) == 4
+    store.bodies.content(items[1])
+    assert len(calls) == 5
+
+
 def test_rendering_every_body_logs_one_line_for_all_its_warnings(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,6 +165,21 @@ def test_rendering_every_body_logs_one_line_for_all_its_warnings(
     assert lines[0].startswith("rendering 7 bodies: 7 warnings (news/2020-09-01-s1.md, ")
     assert "and 4 more" in lines[0]
     assert len(store.problems(store.snapshot())) == 7  # check still lists every one
+
+
+def test_a_note_many_files_share_is_held_once(site: Site) -> None:
+    """A corpus repeats a few notes in thousands of files: each is one string in memory,
+    whether the bodies were rendered now or their notes read back from the cache."""
+    for day in range(1, 5):
+        site.write_item("news", f"2020-09-0{day}-s{day}.md", {"title": f"S{day}"}, SCRIPTED)
+    settings = site.settings(cache_dir=site.root / "cache")
+    for _ in ("rendered", "from the cache"):
+        store = Store(settings)
+        store.reload()
+        store.render_bodies()
+        messages = [p.message for p in store.problems(store.snapshot())]
+        assert messages == [SCRIPTED_WARNING] * 4
+        assert len({id(message) for message in messages}) == 1
 
 
 def test_a_warning_stays_while_the_bytes_do(site: Site) -> None:

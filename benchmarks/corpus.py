@@ -151,7 +151,7 @@ def _body(rng: random.Random, category: str, slug: str, n: int) -> str:
         image = f'![Chart: {brand} orders by month](images/{slug}-chart.png "Orders")'
     related = (
         f"{_sentence(rng)} Earlier coverage is in [our {category} section]"
-        f"(/categories/{category}); the [raw figures](data/{slug}.csv) and "
+        f"(/categories/{category}.html); the [raw figures](data/{slug}.csv) and "
         f"[a related story](../{rng.choice(CATEGORIES)}/) are linked here. {_sentence(rng)}"
     )
     hazards = [h.format(n=n) for h in ALWAYS_HAZARDS]

@@ -69,7 +69,9 @@ class Entry:
     published: datetime
     updated: datetime
     author: str
-    #: (term, label, scheme): scheme + term is the page that lists the category or tag.
+    #: (term, label, scheme): the scheme names the site's categories or its tags
+    #: (`…/categories/`, `…/tags/`); the page that lists one is scheme + term + ".html"
+    #: (scheme + term, its address before, answers with a redirect to it).
     categories: tuple[tuple[str, str, str], ...]
     summary: str
     html: str

@@ -37,7 +37,7 @@ system-packages:
 screenshots: $(VENV)/.installed-test system-packages
 	$(BIN)/python -m tests.test_browser docs/screenshots
 
-# The benchmark suite (about 40 minutes with 100,000 items), then `feedsvc build` against
+# The benchmark suite (about 12 minutes with 100,000 items), then `feedsvc build` against
 # Hugo on the same corpora (3 rounds at 1,000 and 10,000 items, one at 100,000: about 20
 # minutes), both into docs/benchmarks.md; a failure in one still runs the other.
 # It installs Debian's wrk and hugo when missing.

@@ -1,4 +1,4 @@
-"""The benchmark suite: start-up, live reload, serving and build, at several corpus sizes.
+"""The benchmark suite: start-up, live reload and serving, at several corpus sizes.
 
     python -m benchmarks.run [--sizes 1000,10000,100000] [--out docs/benchmarks.md]
 
@@ -10,11 +10,11 @@ then measures against the real `feedsvc serve` (gunicorn, 2 workers, 127.0.0.1 o
 3. new file: one item file dropped; until every worker serves it, and the CPU it cost;
 4. serving: wrk against /feeds/all.atom (200 and 304), and against benchmarks.floor,
    a bare Flask app serving the same bytes under the same gunicorn settings;
-5. build: `feedsvc build` of the whole site;
 
-and peak RSS per worker. The report (docs/benchmarks.md) is rewritten except for the text
-under its `## Notes` heading. Every server is stopped by its pid, every wait is bounded.
-`--serving-only` takes measure 4 alone, e.g. at 10,000 items:
+and peak RSS per worker (`feedsvc build` is measured against Hugo by
+benchmarks.static_build, into the same report). The report (docs/benchmarks.md) is
+rewritten except for the text under its `## Notes` heading. Every server is stopped by its
+pid, every wait is bounded. `--serving-only` takes measure 4 alone, e.g. at 10,000 items:
 
     python -m benchmarks.run --sizes 10000 --serving-only --out /tmp/serving.md
 """
@@ -289,11 +289,9 @@ class Bench:
     seed: int
     duration: int
     ready_timeout: float
-    build_timeout: float
     repeats: int
     rounds: int
     quiet_wait: float
-    build: bool = True
     serving_only: bool = False  # only the serving measure (wrk, feedsvc against the floor)
     servers: list[Server] = field(default_factory=list)
 
@@ -520,15 +518,6 @@ class Serving:
 
 
 @dataclass
-class Build:
-    seconds: float
-    files_reported: int | None
-    files_on_disk: int
-    bytes_on_disk: int
-    peak_rss_mb: float
-
-
-@dataclass
 class SizeResult:
     n: int
     corpus_seconds: float | None = None  # None: reused from an earlier run
@@ -537,7 +526,6 @@ class SizeResult:
     warm: Startup | None = None
     new_files: list[NewFile] = field(default_factory=list)
     serving: Serving | None = None
-    build: Build | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)  # server name -> max worker VmHWM
     failures: list[str] = field(default_factory=list)
 
@@ -785,38 +773,6 @@ def save_feed(server: Server, document: Path) -> tuple[int, str]:
     return len(body), etag
 
 
-def measure_build(bench: Bench, n: int) -> Build:
-    """`feedsvc build` of the whole site: wall time, files written, peak memory of the
-    process tree (as benchmarks.static_build measures it: the build may fork workers)."""
-    out = bench.size_dir(n) / "build"
-    shutil.rmtree(out, ignore_errors=True)
-    log = bench.size_dir(n) / "logs" / "build.log"
-    argv = [str(BIN / "feedsvc"), "build", str(out)]
-    wait_quiet(bench.quiet_wait)
-    try:
-        process = static_build.run_measured(
-            argv, bench.feedsvc_env(n), bench.cwd(n), log, bench.build_timeout
-        )
-    except static_build.BenchError as error:
-        raise BenchError(str(error)) from None
-    reported = BUILD_SUMMARY.search(process.output)
-    files = [Path(root, name) for root, _, names in os.walk(out) for name in names]
-    size = sum(path.stat().st_size for path in files)
-    shutil.rmtree(out, ignore_errors=True)
-    return Build(
-        process.seconds,
-        int(reported.group(1) or reported.group(2)) if reported else None,
-        len(files),
-        size,
-        max(process.tree_peak, process.largest) / 1e6,
-    )
-
-
-#: The build's summary line; earlier commits, which the suite can still measure, print
-#: "wrote N files".
-BUILD_SUMMARY = re.compile(r"^(\d+) files written, |wrote (\d+) files", re.MULTILINE)
-
-
 def health(server: Server) -> dict[str, object]:
     status, _, body = fetch(server.port, "/healthz")
     return json.loads(body) if status == 200 else {"status": status}
@@ -843,10 +799,6 @@ def measure_size(bench: Bench, n: int, log: Callable[[str], None]) -> SizeResult
         result.serving = measured = measure_serving(bench, result)
         log(f"serving: feedsvc/floor {measured.ratio('200'):.2f} for 200s, "
             f"{measured.ratio('304'):.2f} for 304s")  # fmt: skip
-    if bench.build and not bench.serving_only:
-        with phase("build"):
-            result.build = measure_build(bench, n)
-            log(f"build: {result.build.seconds:.1f} s, {result.build.files_on_disk} files")
     return result
 
 
@@ -1075,16 +1027,7 @@ def rss_row(r: SizeResult) -> Row:
     peak = "–" if r.peak_rss_mb is None else f"**{r.peak_rss_mb:.0f}**"
     floor = f"{r.rss_mb['floor']:.0f}" if "floor" in r.rss_mb else "–"
     master = f"{r.rss_mb['master']:.0f}" if "master" in r.rss_mb else "–"
-    build = f"{r.build.peak_rss_mb:.0f}" if r.build else "–"
-    return [f"{r.n:,}", *phases, peak, master, floor, build]
-
-
-def build_row(r: SizeResult) -> Row:
-    b = r.build
-    if b is None:
-        return [f"{r.n:,}", "–", "–", "–"]
-    files = f"{b.files_reported} / {b.files_on_disk}"
-    return [f"{r.n:,}", f"**{seconds(b.seconds)}**", files, f"{b.bytes_on_disk / 1e6:,.0f} MB"]
+    return [f"{r.n:,}", *phases, peak, master, floor]
 
 
 STARTUP_HEADER = ["items", "workers loaded the app", "every feed 200 from every worker",
@@ -1143,12 +1086,8 @@ def render_report(results: Sequence[SizeResult], context: Mapping[str, str]) -> 
         "",
         *table(["items", "cold server", "warm server (after the new files)",
                 "serving server (after wrk)", "max feedsvc worker",
-                "cold server's master (loads, with --preload)", "floor app",
-                "`feedsvc build` (process tree)"], [rss_row(r) for r in results]),
-        "## `feedsvc build` of the whole site",
-        "",
-        *table(["items", "time", "files (reported / on disk)", "size on disk"],
-               [build_row(r) for r in results]),
+                "cold server's master (loads, with --preload)", "floor app"],
+               [rss_row(r) for r in results]),
         METHOD.strip(),
         "",
     ]  # fmt: skip
@@ -1224,13 +1163,9 @@ METHOD = f"""
   `feedsvc serve` preloads: the master loads the items and renders the first pages, then
   forks the workers, which start with the master's resident pages (shared, but counted
   in each worker's RSS); the master's own peak is shown beside them.
-- **Build**: `feedsvc build OUT` with the same environment: wall time, files written, and
-  the peak memory of its process tree, as `benchmarks.static_build` takes it (the RSS
-  summed over the process and its descendants, sampled every 50 ms, or the largest single
-  process's `ru_maxrss` from `wait4` when that is larger). The output is deleted
-  afterwards. `feedsvc build` against Hugo, cold, warm and after one edit, is the section
-  `python -m benchmarks.static_build` writes into the same report; reruns of this suite
-  keep it.
+- **Build**: `feedsvc build` against Hugo, cold, warm and after one edit, with its time,
+  memory and output, is the section `python -m benchmarks.static_build` writes into the
+  same report; reruns of this suite keep it.
 """
 
 
@@ -1288,9 +1223,6 @@ def main(argv: list[str] | None = None) -> int:
     option("--rounds", type=int, default=3, help="wrk rounds per server and size")
     option("--quiet-wait", type=float, default=60, help="max seconds to wait for other load")
     option("--ready-timeout", type=float, default=600, help="seconds, per server start")
-    option("--build-timeout", type=float, default=3600, help="seconds, per build")
-    option("--no-build", dest="build", action="store_false",
-           help="skip `feedsvc build` (about 60%% of a full run's time)")  # fmt: skip
     option("--serving-only", action="store_true",
            help="only the serving measure: wrk against feedsvc and the floor app")  # fmt: skip
     args = parser.parse_args(argv)
@@ -1308,11 +1240,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         duration=args.duration,
         ready_timeout=args.ready_timeout,
-        build_timeout=args.build_timeout,
         repeats=args.repeats,
         rounds=args.rounds,
         quiet_wait=args.quiet_wait,
-        build=args.build,
         serving_only=args.serving_only,
     )
     bench.work.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ Hugo reads them). Then, in every round:
    output folder of step 3 with its cache, and Hugo into the output folder of step 1;
    the item file (and Hugo's copy) is restored afterwards.
 
+At 100,000 items, steps 2 and 3 each run between two builds of the same case at 10,000
+items, which the growth targets divide by (`Paired`).
+
 Every build is timed (wall clock), its peak memory taken (the whole process tree, see
 `TreeSampler`), and its output counted (files, bytes, files changed by the edit). The
 report is a section of docs/benchmarks.md between the BEGIN and END markers; a rerun
@@ -74,6 +77,7 @@ COLD_LIMIT = 1.5  # cold `feedsvc build` ÷ Hugo's median
 WARM_LIMIT = 0.5  # warm `feedsvc build` ÷ Hugo's median
 EDIT_LIMIT = 2.0  # seconds, one edited body into the same folder
 GROWTH_LIMIT = 10.0  # 100,000 items ÷ 10,000 items, time
+GROWTH_BASE = 10_000  # the size the growth targets divide by
 MEMORY_LIMIT = 1e9  # bytes of peak memory at 100,000 items
 
 
@@ -372,17 +376,20 @@ class TreeSampler(threading.Thread):
         self.join(5)
 
 
-def settle(inputs: Path) -> None:
+def settle(*inputs: Path) -> None:
     """Start every build from the same state: what earlier builds, and the removal of
     their folders, left to write is on disk (no build pays for another's writes), and
-    the build's input files are in the page cache, even after a build that took most
-    of the memory (Hugo's, at 100,000 items)."""
+    the build's input files (each file of `inputs`, and every file under a folder of
+    them) are in the page cache, even after a build that took most of the memory
+    (Hugo's, at 100,000 items)."""
     os.sync()
-    for top, _, names in os.walk(inputs):
-        for name in names:
-            with open(os.path.join(top, name), "rb") as file:
-                while file.read(1 << 20):
-                    pass
+    files = [str(path) for path in inputs if path.is_file()]
+    for folder in (path for path in inputs if path.is_dir()):
+        files += (os.path.join(top, name) for top, _, names in os.walk(folder) for name in names)
+    for name in files:
+        with open(name, "rb") as file:
+            while file.read(1 << 20):
+                pass
 
 
 def wait_quiet(limit: float) -> float:
@@ -565,7 +572,10 @@ class Bench:
         before = {} if fresh else listing(out)
         for folder in (cache, cwd):
             folder.mkdir(parents=True, exist_ok=True)
-        settle(folders.hugo_content if tool == "hugo" else folders.items)
+        if tool == "hugo":
+            settle(folders.hugo_content, cache)
+        else:  # the items, and the cache a warm build reads (not the rendered documents)
+            settle(folders.items, *(path for path in cache.iterdir() if path.is_file()))
         wait_quiet(self.quiet_wait)
         log = folders.logs / f"{tool}-{case}.log"
         process = run_measured(argv, env, cwd, log, self.timeout)
@@ -599,12 +609,28 @@ class Bench:
         return run
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A build of LARGE items and the GROWTH_BASE-item builds of the same case run just
+    before and just after it: machine speed drifts by a quarter within a run, and the
+    sizes are otherwise measured minutes apart."""
+
+    case: str
+    seconds: float
+    beside: tuple[float, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / statistics.mean(self.beside)
+
+
 @dataclass
 class SizeResult:
     n: int
     corpus_seconds: float | None = None
     runs: list[Run] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    paired: list[Paired] = field(default_factory=list)
 
     def of(self, tool: str, case: str) -> list[Run]:
         return [r for r in self.runs if r.tool == tool and r.case == case]
@@ -614,13 +640,26 @@ class SizeResult:
         return statistics.median(r.seconds for r in runs) if runs else None
 
 
-def measure_size(bench: Bench, n: int) -> SizeResult:
+def measure_size(bench: Bench, n: int, base: Folders | None = None) -> SizeResult:
+    """Every round at `n` items. With `base` (the GROWTH_BASE-item folders, `n` being
+    LARGE or more), each cold and warm `feedsvc build` runs between two builds of the same
+    case at that size (`Paired`)."""
     result = SizeResult(n)
     folders = Folders(bench.work / str(n))
     folders.ours.mkdir(parents=True, exist_ok=True)
     result.corpus_seconds = ensure_corpus(folders, n, bench.seed)
     made = result.corpus_seconds
     bench.say(n, f"corpus: {'reused' if made is None else f'generated in {made:.1f} s'}")
+
+    def ours(case: str) -> Run:
+        if base is None:
+            return bench.build(folders, "feedsvc", case, fresh=True)
+        before = bench.build(base, "feedsvc", case, fresh=True)
+        run = bench.build(folders, "feedsvc", case, fresh=True)
+        after = bench.build(base, "feedsvc", case, fresh=True)
+        result.paired.append(Paired(case, run.seconds, (before.seconds, after.seconds)))
+        return run
+
     copy_for_hugo(folders.items, folders.hugo_content)
     make_hugo_site(folders.hugo_site, folders.hugo_content)
     rounds = bench.rounds_for(n)
@@ -629,8 +668,8 @@ def measure_size(bench: Bench, n: int) -> SizeResult:
         try:
             result.runs.append(bench.build(folders, "hugo", "cold", fresh=True))
             check_hugo_dates(folders.items, folders.hugo_out)
-            result.runs.append(bench.build(folders, "feedsvc", "cold", fresh=True))
-            result.runs.append(bench.build(folders, "feedsvc", "warm", fresh=True))
+            result.runs.append(ours("cold"))
+            result.runs.append(ours("warm"))
             try:
                 edit_one(folders)
                 result.runs.append(bench.build(folders, "feedsvc", "edit", fresh=False))
@@ -640,7 +679,7 @@ def measure_size(bench: Bench, n: int) -> SizeResult:
         except (BenchError, OSError, subprocess.SubprocessError) as error:
             result.failures.append(f"round {number}: {error}")
             bench.say(n, f"round {number} FAILED: {error}")
-    for folder in (folders.hugo_out, folders.feedsvc_out):
+    for folder in (folders.hugo_out, folders.feedsvc_out, *([base.feedsvc_out] if base else [])):
         shutil.rmtree(folder, ignore_errors=True)  # at 100,000 items, gigabytes
     return result
 
@@ -739,7 +778,18 @@ def target_checks(results: dict[int, SizeResult]) -> list[Check]:
         big = hundred.median("feedsvc", case) if hundred else None
         small = ten.median("feedsvc", case) if ten else None
         label = f"{case} build, 100,000 items ≤ {GROWTH_LIMIT:.0f}× the 10,000-item time"
-        if big is None or not small:
+        paired = [p for p in hundred.paired if p.case == case] if hundred else []
+        if paired:  # the fair comparison: the 10,000-item builds run beside it
+            ratio = statistics.median(p.ratio for p in paired)
+            beside = " · ".join(f"{b:.1f}" for p in paired for b in p.beside)
+            shown = (
+                f"{ratio:.1f}× ({each([p.seconds for p in paired], '.1f')} s ÷ the mean of "
+                f"the 10,000-item builds just before and after it, {beside} s)"
+            )
+            if small:
+                shown += f"; {big / small:.1f}× the 10,000-item median above" if big else ""
+            checks.append((label, shown, ratio <= GROWTH_LIMIT))
+        elif big is None or not small:
             checks.append((label, "not measured", None))
         else:
             shown = f"{big / small:.1f}× ({big:.1f} s ÷ {small:.1f} s)"
@@ -831,13 +881,18 @@ METHOD = f"""
   `FEEDSVC_BASE_URL={BASE_URL}`, `FEEDSVC_CACHE_DIR` and `FEEDSVC_TIMEZONE=UTC`, in an
   empty working folder (no feedsvc.toml); its defaults are {PAGE_ITEMS} items per list page
   and {FEED_ITEMS} per feed. It writes a `.gz` beside each file; Hugo does not.
-- **Rounds**: each round runs Hugo cold, `feedsvc build` cold, `feedsvc build` warm, then
-  appends one sentence to one item file (the middle one in path order) and runs
-  `feedsvc build` into the warm build's folder and Hugo into its cold build's folder; the
-  file is restored after the round. Before each build the benchmark flushes what is
+- **Rounds**: each round runs Hugo cold, `feedsvc build` cold, `feedsvc build` warm,
+  then appends one sentence to one item file (the middle one in path order) and runs
+  `feedsvc build` into the warm build's folder and Hugo into its cold build's folder;
+  the file is restored after the round. Before each build the benchmark flushes what is
   left to write to disk (`sync`: the builds before, the folders it removed), reads the
-  build's input files into the page cache, and waits (up to `--quiet-wait` s) for the
-  rest of the machine to use < {QUIET_LOAD} cores.
+  build's input files into the page cache (the items, and feedsvc's cache database for a
+  warm or edited build; not the rendered documents, which a build only links), and waits
+  (up to `--quiet-wait` s) for the rest of the machine to use < {QUIET_LOAD} cores. At
+  {LARGE:,} items each cold and warm `feedsvc build` runs between two builds of the same
+  case at {GROWTH_BASE:,} items, and the growth targets divide by the mean of those two:
+  machine speed drifts by a quarter within one run, and the sizes are otherwise measured
+  many minutes apart (the ratio to the {GROWTH_BASE:,}-item median is shown beside it).
 - **Time**: wall clock from starting the process until `wait4` returns. "Each run ÷
   Hugo's median" compares with Hugo's cold median for the cold and warm rows, and with
   Hugo's edit median for the edit rows; the targets use Hugo's cold median.
@@ -924,7 +979,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[SizeResult] = []
     for n in chosen:
-        results.append(measure_size(bench, n))
+        base = Folders(bench.work / str(GROWTH_BASE)) if n >= LARGE else None
+        if base is not None:
+            ensure_corpus(base, GROWTH_BASE, bench.seed)
+        results.append(measure_size(bench, n, base))
         now = code_version()
         context["code"] = code if now == code else f"{code} at the start; {now} at the end"
         context["elapsed"] = f"{(datetime.now(UTC) - started).total_seconds() / 60:.1f} min"

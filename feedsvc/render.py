@@ -70,8 +70,9 @@ class Entry:
     updated: datetime
     author: str
     #: (term, label, scheme): the scheme names the site's categories or its tags
-    #: (`…/categories/`, `…/tags/`); the page that lists one is scheme + term + ".html"
-    #: (scheme + term, its address before, answers with a redirect to it).
+    #: (`…/categories/`, `…/tags/`); the page that lists one is scheme + term + ".html".
+    #: scheme + term is that page's earlier address: the server redirects it, a static
+    #: export has no such file.
     categories: tuple[tuple[str, str, str], ...]
     summary: str
     html: str

@@ -477,7 +477,7 @@ def _known_unchanged(name: str, source: Source) -> _Outcome | None:
     """The outcome of the document stored as `name` if it is known unchanged without
     rendering it: its files are there, and its group's signature or its own is the one
     the last build recorded; else None."""
-    assert _job is not None, "export() sets the job before the processes start"
+    assert _job is not None
     if name not in _job.present:
         return None
     group = _job.group_signatures.get(group_of(source), "")
@@ -490,15 +490,12 @@ def _known_unchanged(name: str, source: Source) -> _Outcome | None:
 
 
 def _export_one(document: tuple[str, Source]) -> _Outcome:
-    """One document of the export: skipped if it is known unchanged; else linked from the
-    store (rendered into it first if it is not there), or without a store rendered and
-    written if its bytes changed."""
+    """One document of the export not known unchanged (`export` sorts those out first):
+    linked from the store (rendered into it first if it is not there), or without a
+    store rendered and written if its bytes changed."""
+    assert _job is not None, "export() sets the job before the processes start"
     url, source = document
     name = file_for(url)
-    known = _known_unchanged(name, source)
-    if known is not None:
-        return known
-    assert _job is not None
     app, out_dir = _job.app, _job.out_dir
     group = _job.group_signatures.get(group_of(source), "")
     signature = _signature(app, source)

@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,7 +32,11 @@ R = TypeVar("R")
 SPREAD_MESSAGE = "%d tasks in %d processes"
 #: Below this many tasks, starting processes costs more than it saves.
 MIN_TASKS = 400
-CHUNKS_PER_PROCESS = 16  # small enough chunks that the processes finish together
+#: A portion of work handed out is one process's share of what is left, divided by
+#: this: large portions while much is left (few round trips), ever smaller ones as the
+#: two ends meet, so that the processes finish together. Portions of a fixed size left one core idle at
+#: the end for as long as the other's last two took.
+PORTIONS_PER_PROCESS = 4
 
 
 def cores() -> int:
@@ -74,15 +77,15 @@ def _in_processes(
     processes: int,
     progress: Callable[[int, int], None] | None,
 ) -> list[R]:
-    """The chunks shared between this process and `processes - 1` helpers: the helpers
-    take them from the front, this process from the back, until none is left. Working
+    """The tasks shared between this process and `processes - 1` helpers, in portions
+    (`_Split`): the helpers take them from the front, this process from the back, until
+    none is left. Working
     here rather than waiting saves a process, and with it a copy of every page of the
     loaded items the work touches (reference counting writes to each object it reads,
     so a forked helper's pages soon stop being shared)."""
     log.debug(SPREAD_MESSAGE, len(tasks), processes)
-    size = -(-len(tasks) // (processes * CHUNKS_PER_PROCESS))
-    chunks = [tasks[start : start + size] for start in range(0, len(tasks), size)]
-    done: list[list[R] | None] = [None] * len(chunks)
+    split = _Split(len(tasks), processes)
+    done: dict[int, list[R]] = {}  # each portion's results, by its first task
     finished = 0
     # fork: the helpers start at once and share this process's loaded modules and settings.
     context = multiprocessing.get_context("fork")
@@ -97,25 +100,51 @@ def _in_processes(
         lifecycle.without_hooks(),
         ProcessPoolExecutor(helpers, mp_context=context, initializer=gc.freeze) as pool,
     ):
-        waiting = deque(range(len(chunks)))
-        running: dict[Future[list[R]], int] = {}
-        while waiting or running:
-            while waiting and len(running) < 2 * helpers:  # each helper has one queued
-                index = waiting.popleft()
-                running[pool.submit(_run_chunk, (function, chunks[index]))] = index
-            if waiting:
-                index = waiting.pop()
-                done[index] = _run_chunk((function, chunks[index]))
-                finished += len(chunks[index])
+        running: dict[Future[list[R]], range] = {}
+        while split or running:
+            while split and len(running) < 2 * helpers:  # each helper has one queued
+                portion = split.front()
+                work = (function, tasks[portion.start : portion.stop])
+                running[pool.submit(_run_chunk, work)] = portion
+            if split:
+                portion = split.back()
+                done[portion.start] = _run_chunk((function, tasks[portion.start : portion.stop]))
+                finished += len(portion)
             else:
                 wait(running, return_when=FIRST_COMPLETED)
             for future in [future for future in running if future.done()]:
-                index = running.pop(future)
-                done[index] = future.result()
-                finished += len(chunks[index])
+                portion = running.pop(future)
+                done[portion.start] = future.result()
+                finished += len(portion)
             if progress is not None:
                 progress(finished, len(tasks))
-    return [result for chunk in done if chunk is not None for result in chunk]
+    return [result for start in sorted(done) for result in done[start]]
+
+
+class _Split:
+    """Tasks `0 .. count` handed out in portions, to the helpers from the front and to
+    this process from the back: each portion a share of what is left (see
+    `PORTIONS_PER_PROCESS`), so they shrink as the two ends meet."""
+
+    def __init__(self, count: int, processes: int) -> None:
+        self.start, self.stop = 0, count  # what is left
+        self.share = processes * PORTIONS_PER_PROCESS
+
+    def __bool__(self) -> bool:
+        return self.start < self.stop
+
+    def _size(self) -> int:
+        return max(1, (self.stop - self.start) // self.share)
+
+    def front(self) -> range:
+        taken = range(self.start, min(self.stop, self.start + self._size()))
+        self.start = taken.stop
+        return taken
+
+    def back(self) -> range:
+        taken = range(max(self.start, self.stop - self._size()), self.stop)
+        self.stop = taken.start
+        return taken
 
 
 @contextmanager

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedsvc import loading, parallel, store
 from feedsvc.model import FeedKey
@@ -209,3 +211,36 @@ sys.exit(0 if len(store.snapshot().items) == MANY else 1)
     top = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", script], cwd=top, timeout=120, check=False)
     assert done.returncode == 0
+
+
+@given(
+    count=st.integers(0, 5000),
+    processes=st.integers(2, 8),
+    ends=st.lists(st.booleans(), max_size=200),
+)
+def test_portions_from_both_ends_cover_every_task_once(
+    count: int, processes: int, ends: list[bool]
+) -> None:
+    split = parallel._Split(count, processes)
+    taken: list[int] = []
+    for front in [*ends, *[True] * count]:  # the given order, then the front till the end
+        if not split:
+            break
+        portion = split.front() if front else split.back()
+        assert len(portion) >= 1
+        taken += portion
+    assert not split and sorted(taken) == list(range(count))
+
+
+def test_portions_shrink_as_the_ends_meet_so_the_processes_finish_together() -> None:
+    """What a helper still holds when this process runs out of work is small: the last
+    portions are a task or two, the first ones large (few round trips)."""
+    split = parallel._Split(25_000, 2)
+    sizes = []
+    while split:
+        left = split.stop - split.start
+        portion = split.front() if len(sizes) % 3 else split.back()  # a helper ahead
+        assert len(portion) <= max(1, left // (2 * parallel.PORTIONS_PER_PROCESS))
+        sizes.append(len(portion))
+    assert sizes[0] >= 25_000 // 10 and sizes[-3:] == [1, 1, 1]
+    assert len(sizes) < 200, "round trips stay few"

@@ -36,9 +36,10 @@ from feedsvc.model import Content, Intro, Item, Problem, week_path
 log = logging.getLogger(__name__)
 
 CONTENT_CACHE_SIZE = 4096  # bodies a server holds in memory (`Bodies.hold_at_most`)
-#: Bodies `render_all` holds at once: enough to keep every core busy, few enough that a
-#: folder of 100,000 items is not held in memory whole.
-RENDER_BATCH = 2000
+#: Bodies `render_all` holds at once: few enough that a folder of 100,000 items is not
+#: held in memory whole (a batch is tens of megabytes), many enough that the cores seldom
+#: wait at the end of one (each batch forks its helpers anew, then stores its bodies).
+RENDER_BATCH = 10_000
 
 Report = Callable[[str, Problem], None]
 #: A rendered body and what the sanitiser removed from it ("" when nothing).

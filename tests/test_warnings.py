@@ -10,7 +10,7 @@ import logging
 import pytest
 from click.testing import CliRunner, Result
 
-from feedsvc import sanitize
+from feedsvc import bodies, sanitize
 from feedsvc.cli import main
 from feedsvc.store import Store
 from tests.conftest import Site
@@ -91,9 +91,11 @@ def count_sanitising(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@pytest.mark.parametrize("batch", [bodies.RENDER_BATCH, 2], ids=["one batch", "batches of 2"])
 def test_a_body_is_sanitised_once_per_version_and_its_warning_kept_with_it(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    site: Site, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
+    monkeypatch.setattr(bodies, "RENDER_BATCH", batch)
     write_dangerous(site)
     settings = site.settings(cache_dir=site.root / "cache")
     calls = count_sanitising(monkeypatch)

@@ -34,8 +34,8 @@ SPREAD_MESSAGE = "%d tasks in %d processes"
 MIN_TASKS = 400
 #: A portion of work handed out is one process's share of what is left, divided by
 #: this: large portions while much is left (few round trips), ever smaller ones as the
-#: two ends meet, so that the processes finish together. Portions of a fixed size left one core idle at
-#: the end for as long as the other's last two took.
+#: two ends meet, so that the processes finish together (with portions of a fixed size,
+#: one core idled at the end for as long as the other's last two took).
 PORTIONS_PER_PROCESS = 4
 
 
@@ -79,10 +79,9 @@ def _in_processes(
 ) -> list[R]:
     """The tasks shared between this process and `processes - 1` helpers, in portions
     (`_Split`): the helpers take them from the front, this process from the back, until
-    none is left. Working
-    here rather than waiting saves a process, and with it a copy of every page of the
-    loaded items the work touches (reference counting writes to each object it reads,
-    so a forked helper's pages soon stop being shared)."""
+    none is left. Working here rather than waiting saves a process, and with it a copy
+    of every page of the loaded items the work touches (reference counting writes to
+    each object it reads, so a forked helper's pages soon stop being shared)."""
     log.debug(SPREAD_MESSAGE, len(tasks), processes)
     split = _Split(len(tasks), processes)
     done: dict[int, list[R]] = {}  # each portion's results, by its first task

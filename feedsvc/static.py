@@ -61,7 +61,7 @@ def documents_of(
     # The roundups' documents first: each entry holds every body of a week, so they are
     # the largest by far (tens of megabytes a page at 100,000 items) and share no entry
     # with another feed. Together at the front of the work, they go to one process
-    # (`parallel` hands out chunks from the front and the back), so no two processes
+    # (`parallel` hands out work from the front and the back), so no two processes
     # hold one at once. The rest newest first across feeds: the documents that show the
     # same entries (a week's in the feed of everything, its archive, their categories'
     # and tags') come one after another, so each entry is written once while they are

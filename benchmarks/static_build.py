@@ -786,8 +786,8 @@ def target_checks(results: dict[int, SizeResult]) -> list[Check]:
                 f"{ratio:.1f}× ({each([p.seconds for p in paired], '.1f')} s ÷ the mean of "
                 f"the 10,000-item builds just before and after it, {beside} s)"
             )
-            if small:
-                shown += f"; {big / small:.1f}× the 10,000-item median above" if big else ""
+            if big and small:
+                shown += f"; {big / small:.1f}× the 10,000-item median above"
             checks.append((label, shown, ratio <= GROWTH_LIMIT))
         elif big is None or not small:
             checks.append((label, "not measured", None))

@@ -338,7 +338,12 @@ def export(app: Flask, out_dir: Path) -> Written:
         used = set(files.values())
         if before:  # what this folder's last build used that this one does not
             replaced = {(before[name], name) for name in before.keys() - files.keys()}
-            replaced |= {(before[o.file], o.file) for o in outcomes if o.file in before}
+            # Of the documents kept, only those signed anew (the rest are in `used`).
+            replaced |= {
+                (before[o.file], o.file)
+                for o in outcomes
+                if before.get(o.file, o.signature) != o.signature
+            }
             _prune_store(stored, used, {(sig, name) for sig, name in replaced if sig})
         else:  # a first build into this folder: look at the whole store
             _prune_store(stored, used)

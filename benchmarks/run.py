@@ -56,6 +56,7 @@ from benchmarks.system import (
     BIN,
     CLOCK_TICKS,
     TOP,
+    compile_package,
     ensure_package,
     machine,
     machine_busy_seconds,
@@ -1105,7 +1106,8 @@ METHOD = f"""
   feedsvc's cache, not a cold disk.
 - **Servers**: `.venv/bin/feedsvc serve --host 127.0.0.1 --port P --workers {WORKERS}` with
   `FEEDSVC_ITEMS_DIR`, `FEEDSVC_BASE_URL={BASE_URL}`, `FEEDSVC_CACHE_DIR`,
-  `FEEDSVC_TIMEZONE=UTC`, in an empty working directory (no feedsvc.toml). Extra gunicorn
+  `FEEDSVC_TIMEZONE=UTC`, in an empty working directory (no feedsvc.toml), with the
+  package's bytecode written first, as a wheel's install does. Extra gunicorn
   settings come through `GUNICORN_CMD_ARGS`: a `post_worker_init` hook that records when
   each worker has loaded the app and, except for the serving measure, an access log that
   names the pid that answered each request. Servers are stopped with SIGTERM to the
@@ -1233,6 +1235,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         parser.error(str(error))
     ensure_package("wrk")
+    compile_package()
     # `kill <pid>` must still stop the servers: SystemExit runs the `finally` below.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     bench = Bench(

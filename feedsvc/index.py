@@ -290,6 +290,10 @@ class Index:
         self._gone: dict[PageKey, datetime] = {}
         self._duplicates: dict[str, Problem] = {}
 
+    def published(self, path: str) -> Item | None:
+        """The item the file at `path` gives as published (its page named), if it is."""
+        return self._final.get(path)
+
     def update(self, changes: Mapping[str, Item | None]) -> None:
         """Apply new items (or None: gone, draft or broken) for the given file paths."""
         touched: set[str] = set()

@@ -391,7 +391,13 @@ class Store:
         it) and every weekly introduction, so that what only rendering finds (a script the
         sanitiser removed, a body that cannot be read) is reported: `feedsvc check`. A
         server renders a body when a feed or page first shows it."""
-        items = [seen.parsed.item for seen in self.loader.seen.values() if seen.parsed.item]
+        # As published where it is: a slug taken earlier gives the item another page, the
+        # base its body's URLs resolve against, and so another body (`bodies.body_key`).
+        items = [
+            self._index.published(path) or seen.parsed.item
+            for path, seen in self.loader.seen.items()
+            if seen.parsed.item
+        ]
         # Thousands of bodies may each have markup removed: one log line per severity.
         self._gathered = []
         try:

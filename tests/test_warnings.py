@@ -126,6 +126,27 @@ def test_a_body_is_sanitised_once_per_version_and_its_warning_kept_with_it(
     assert "news/2020-09-01-scripted.md" not in {p.path for p in again.problems(again.snapshot())}
 
 
+def test_files_alike_but_for_their_date_each_have_their_page_body_and_warning(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of one title and body on other days: the later ones' pages are named by
+    their dates, so each body is its own (its URLs resolve against its page), rendered
+    once for the check and never again for the feeds, and each file is warned about."""
+    for day in range(1, 4):
+        site.write_item("news", f"2020-09-0{day}-same.md", {"title": "Same"}, SCRIPTED)
+    calls = count_sanitising(monkeypatch)
+    store = Store(site.settings(cache_dir=site.root / "cache"))
+    store.reload()
+    store.render_bodies()
+    pages = ["same", "2020-09-02-same", "2020-09-03-same"]
+    assert sorted(calls) == sorted(f"https://news.example.org/items/news/{p}.html" for p in pages)
+    warned = {p.path: p.message for p in store.problems(store.snapshot())}
+    assert warned == {f"news/2020-09-0{day}-same.md": SCRIPTED_WARNING for day in range(1, 4)}
+    for item in store.snapshot().items:
+        assert store.bodies.content(item).html.startswith("<p>Hello.</p>")
+    assert len(calls) == 3
+
+
 def test_bodies_held_in_memory_are_at_most_as_many_as_asked(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -120,6 +121,39 @@ def test_check_reports_one_message_per_hazard(site: Site, runner: CliRunner) -> 
     errors = sum(1 for m in parsed if m and m["severity"] == "error")
     assert re.fullmatch(rf"\d+ files, \d+ items published, {errors} errors, \d+ warnings", summary)
     assert not (site.root / "hacked").exists()
+
+
+@pytest.mark.parametrize("command", ["check", "build"])
+def test_the_command_in_its_own_process_says_all_it_has_to_say(
+    site: Site, runner: CliRunner, command: str
+) -> None:
+    """The command ends its process at once (`cli._end`), with its exit status, and
+    every line of a long report reaches a pipe (block-buffered, unlike a terminal)."""
+    write_hazards(site)
+    for day in range(1, 29):
+        for n in range(12):  # a line each, well over a pipe's buffer
+            text = f"---\ntitle: Story {n}\n---\n<script>x</script>Body."
+            site.write(f"news/2021-02-{day:02d}-script-{n}.md", text.encode())
+    args = {"check": [], "build": ["public"]}[command]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    ran = subprocess.run(
+        [sys.executable, "-m", "feedsvc", command, *args],
+        cwd=site.root,
+        env=buffered,
+        capture_output=True,
+        text=True,
+    )
+    inside = runner.invoke(main, [command, *args])
+    assert (ran.returncode, inside.exit_code) == (1, 1), ran.stderr
+
+    def report(output: str) -> list[str]:
+        """The problems and their count, as `check` and `build` print them."""
+        return [line for line in output.splitlines() if LINE.match(line) or "published" in line]
+
+    assert report(ran.stdout) == report(inside.output)
+    assert ran.stdout.count("removed from the body") == 28 * 12
+    last = {"check": " items published, ", "build": "took "}[command]
+    assert last in ran.stdout.splitlines()[-1]
 
 
 def test_check_passes_a_clean_tree_and_prints_lines_with_line_numbers(

@@ -58,15 +58,16 @@ def documents_of(
     share the page's entries)."""
     yield "/feeds.opml", None
     yield "/tags/", None
-    # The roundups' documents first: each entry holds every body of a week, so they are
-    # the largest by far (tens of megabytes a page at 100,000 items) and share no entry
-    # with another feed. Together at the front of the work, they go to one process
-    # (`parallel` hands out work from the front and the back), so no two processes
-    # hold one at once. The rest newest first across feeds: the documents that show the
-    # same entries (a week's in the feed of everything, its archive, their categories'
-    # and tags') come one after another, so each entry is written once while they are
-    # rendered (`render`).
-    feeds: list[tuple[bool, float, str, FeedKey]] = []
+    # The roundups' documents first, with the weeks' pages: each holds every body of a
+    # week, so they are the largest by far (tens of megabytes a page at 100,000 items)
+    # and share no entry with another feed. Together at the front of the work, they go
+    # to one process (`parallel` hands out work from the front and the back), so no two
+    # processes hold one at once. The rest newest first, feeds and pages alike: the
+    # documents that show the same items (a week's in the feed of everything, its
+    # archive, their categories' and tags', the lists and the items' own pages) come
+    # one after another, so each entry is written once while they are rendered
+    # (`render`), and each body read once while it is held (`Bodies.hold_at_most`).
+    documents: list[tuple[bool, float, str, Source]] = []
     for feed in snapshot.feeds.values():
         if _feed_group(feed.name) in skip:
             continue
@@ -76,25 +77,26 @@ def documents_of(
             newest = _newest(entries[(page - 1) * size]) if entries else math.inf
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, page)
-                feeds.append((not roundups, -newest, feed_path(feed.name, format, page), key))
+                documents.append((not roundups, -newest, feed_path(feed.name, format, page), key))
         found = archives.archives_of(feed, snapshot, settings)
         for archive in found.weeks:
             newest = _newest(entries[found.spans[archive][0]])
             for format in render.FORMATS:
                 key = FeedKey(feed.name, format, archive=archive)
                 path = feed_path(feed.name, format, archive=archive)
-                feeds.append((not roundups, -newest, path, key))
-    feeds.sort(key=lambda document: document[:2])  # stable: a page's formats stay together
-    for _, _, url, key in feeds:
-        yield url, key
-    yield from _lists(snapshot, settings)
+                documents.append((not roundups, -newest, path, key))
+    weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
+    for week in dict.fromkeys(weeks):
+        documents.append((False, -_newest(week), week.path, "week " + versions([week])))
+    for url, shown, newest in _lists(snapshot, settings):
+        documents.append((True, -newest, url, shown))
     for folder, name in snapshot.pages:
         item = snapshot.page(folder, name)
         if item is not None and _items_group(folder) not in skip:
-            yield item.path, (folder, name)
-    weeks = [*snapshot.weeks, *([snapshot.current_week] if snapshot.current_week else [])]
-    for week in dict.fromkeys(weeks):
-        yield week.path, "week " + versions([week])
+            documents.append((True, -_newest(item), item.path, (folder, name)))
+    documents.sort(key=lambda document: document[:2])  # stable: a page's formats together
+    for _, _, url, source in documents:
+        yield url, source
 
 
 def _newest(entry: Item | Week) -> float:
@@ -102,11 +104,12 @@ def _newest(entry: Item | Week) -> float:
     return (entry.items[-1] if isinstance(entry, Week) else entry).published.timestamp()
 
 
-def _lists(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, str]]:
+def _lists(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, str, float]]:
     """Every page of every HTML list, each with the text of everything it shows besides
     the settings and the code: its place among the pages, its entries' versions and the
     counts and names its template writes (the templates in `feedsvc/templates`; a value
-    a list template shows must be here too, or a rebuild could keep a stale page)."""
+    a list template shows must be here too, or a rebuild could keep a stale page); and
+    when its newest entry was published."""
 
     def weeks_shown(weeks: Sequence[Week]) -> str:
         return repr([(week.name, len(week.items), week.complete) for week in weeks])
@@ -136,7 +139,8 @@ def _lists(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, str]]:
             weekly = first == "/weekly/"
             listed = weeks_shown(shown) if weekly else versions(shown)  # type: ignore[arg-type]
             extra = front if first == "/" and page == 1 else about
-            yield list_page_path(first, page), f"list {first} {page}/{last} {listed} {extra}"
+            text = f"list {first} {page}/{last} {listed} {extra}"
+            yield list_page_path(first, page), text, _newest(shown[0]) if shown else math.inf
 
 
 def file_for(url: str) -> str:

@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ from feedsvc import static
 from feedsvc.cli import main
 from feedsvc.config import Settings
 from feedsvc.documents import Documents
-from feedsvc.model import FeedKey, Item, Snapshot
+from feedsvc.feeds import list_page_path
+from feedsvc.model import FeedKey, Item, Snapshot, Week
 from feedsvc.static import MANIFEST, STORE
 from tests.conftest import Site
 
@@ -264,27 +267,61 @@ def test_the_store_keeps_only_what_a_build_or_a_folder_still_uses(
     assert len(after) == len(before)
 
 
-def test_the_roundups_come_first_then_every_feed_newest_first(
+def test_the_roundups_come_first_then_every_document_newest_first(
     site: Site, runner: CliRunner
 ) -> None:
-    """The weekly feed's documents (the largest: a week's bodies in each entry) lead the
-    work, so that one process renders them all; the other feeds' follow, newest first
-    across feeds, a page's formats together."""
-    app = site.app(feed_size=3)
+    """The weekly feed's documents and the weeks' pages (the largest: a week's bodies
+    in each) lead the work, so that one process renders them all; the other documents,
+    feeds, lists and item pages alike, follow newest first, so that those showing the
+    same items come together (each body is read once while it is held); a feed page's
+    formats come together."""
+    app = site.app(feed_size=3, page_size=2)
     store = app.extensions["feedsvc"]
     snapshot, settings = store.snapshot(), store.settings
-    keys = [key for _, key in static.documents_of(snapshot, settings) if isinstance(key, FeedKey)]
-    kinds = [snapshot.feeds[key.name].kind == "weekly" for key in keys]
-    assert kinds == sorted(kinds, reverse=True) and kinds[0] and not kinds[-1]
-    newest = []
-    for key in keys[kinds.count(True) :]:
-        feed = snapshot.feeds[key.name]
-        start = (key.page - 1) * feed.page_size
-        if key.archive:
-            found = static.archives.archives_of(feed, snapshot, settings)
-            start = found.spans[key.archive][0]
-        newest.append(feed.entries[start].published)
-    assert newest == sorted(newest, reverse=True)
+
+    def newest(entry: Item | Week) -> datetime:
+        return (
+            max(i.published for i in entry.items) if isinstance(entry, Week) else entry.published
+        )
+
+    lists: list[tuple[str, Sequence[Item] | Sequence[Week]]] = [
+        ("/", snapshot.items),
+        ("/weekly/", snapshot.weeks),
+        *((c.path, c.items) for c in snapshot.categories),
+        *((t.path, t.items) for t in snapshot.tags.values()),
+    ]
+    shown_first = {
+        list_page_path(first, start // 2 + 1): entries[start]
+        for first, entries in lists
+        for start in range(0, len(entries), 2)
+    }
+    weeks = {week.path: week for week in (*snapshot.weeks, snapshot.current_week) if week}
+    documents = list(static.documents_of(snapshot, settings))
+    assert [url for url, _ in documents[:2]] == ["/feeds.opml", "/tags/"]
+    order = []
+    for url, source in documents[2:]:
+        if isinstance(source, FeedKey):
+            feed = snapshot.feeds[source.name]
+            start = (source.page - 1) * feed.page_size
+            if source.archive:
+                start = static.archives.archives_of(feed, snapshot, settings).spans[
+                    source.archive
+                ][0]
+            order.append((feed.kind == "weekly", newest(feed.entries[start])))
+        elif isinstance(source, tuple):
+            item = snapshot.page(*source)
+            assert item is not None
+            order.append((False, newest(item)))
+        elif url in weeks:
+            order.append((True, newest(weeks[url])))
+        else:
+            order.append((False, newest(shown_first[url])))
+    assert order == sorted(order, key=lambda o: (not o[0], -o[1].timestamp()))
+    assert {kind for kind, _ in order} == {True, False}
+    assert len(order) == len(set(shown_first) | set(weeks)) + sum(
+        isinstance(s, (FeedKey, tuple)) for _, s in documents
+    )
+    keys = [key for _, key in documents if isinstance(key, FeedKey)]
     assert all(len({k.format for k in keys[i : i + 3]}) == 3 for i in range(0, len(keys), 3))
 
 

@@ -153,13 +153,18 @@ class Bodies:
         held: dict[tuple[str, str], Rendered] = self.cache.contents(list(wanted))
         missing = [item for key, item in wanted.items() if key not in held]
         render = partial(_render_scanned, self.root, self.settings.base_url)
-        rendered = parallel.map_in_processes(render, missing)
-        fresh = [(i, r) for i, r in zip(missing, rendered, strict=True) if r is not None]
-        self.cache.store_contents([(*body_key(i), *r) for i, r in fresh])
-        held.update((body_key(i), r) for i, r in fresh)
-        for key, (_, removed) in held.items():
+
+        def store(items: Sequence[Item], rendered: list[Rendered | None]) -> None:
+            """Into the cache as they come, while the helpers render the rest."""
+            fresh = [(i, r) for i, r in zip(items, rendered, strict=True) if r is not None]
+            self.cache.store_contents([(*body_key(i), *r) for i, r in fresh])
+            held.update((body_key(i), r) for i, r in fresh)
+
+        parallel.map_in_processes(render, missing, each=store)
+        # Reported in the items' order, whichever order their portions came in.
+        self._held = {key: held[key] for key in wanted if key in held}
+        for key, (_, removed) in self._held.items():
             self._removed(wanted[key].source.path, removed)
-        self._held = held
         try:
             yield
         finally:

@@ -47,20 +47,27 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+#: Called with a portion of the tasks and their results as soon as they are in.
+Portion = Callable[[Sequence[T], list[R]], None]
+
+
 def map_in_processes(
     function: Callable[[T], R],
     tasks: Sequence[T],
     progress: Callable[[int, int], None] | None = None,
+    each: Portion[T, R] | None = None,
 ) -> list[R]:
     """`[function(task) for task in tasks]`, in one process per core when it pays.
 
     `function` must be picklable (a module-level function or a `partial` of one); its
-    results must be picklable too. `progress(done, total)` is called as tasks complete.
+    results must be picklable too. `progress(done, total)` is called as tasks complete;
+    `each(tasks, results)` with every portion of them, in this process, as soon as its
+    results are in (while the helpers go on with the rest), each task in one portion.
     """
     processes = cores() if len(tasks) >= MIN_TASKS else 1
     if processes > 1 and threading.active_count() == 1:
         try:
-            return _in_processes(function, tasks, processes, progress)
+            return _in_processes(function, tasks, processes, progress, each)
         except (OSError, ValueError, BrokenProcessPool) as error:  # ValueError: no fork
             log.warning("helper processes failed (%s); continuing in this process", error)
     results = []
@@ -68,6 +75,8 @@ def map_in_processes(
         results.append(function(task))
         if progress is not None:
             progress(done, len(tasks))
+    if each is not None:
+        each(tasks, results)
     return results
 
 
@@ -76,6 +85,7 @@ def _in_processes(
     tasks: Sequence[T],
     processes: int,
     progress: Callable[[int, int], None] | None,
+    each: Portion[T, R] | None,
 ) -> list[R]:
     """The tasks shared between this process and `processes - 1` helpers, in portions
     (`_Split`): the helpers take them from the front, this process from the back, until
@@ -105,16 +115,21 @@ def _in_processes(
                 portion = split.front()
                 work = (function, tasks[portion.start : portion.stop])
                 running[pool.submit(_run_chunk, work)] = portion
+            ready: list[tuple[range, list[R]]] = []
             if split:
                 portion = split.back()
-                done[portion.start] = _run_chunk((function, tasks[portion.start : portion.stop]))
-                finished += len(portion)
+                ready.append(
+                    (portion, _run_chunk((function, tasks[portion.start : portion.stop])))
+                )
             else:
                 wait(running, return_when=FIRST_COMPLETED)
             for future in [future for future in running if future.done()]:
-                portion = running.pop(future)
-                done[portion.start] = future.result()
+                ready.append((running.pop(future), future.result()))
+            for portion, results in ready:
+                done[portion.start] = results
                 finished += len(portion)
+                if each is not None:
+                    each(tasks[portion.start : portion.stop], results)
             if progress is not None:
                 progress(finished, len(tasks))
     return [result for start in sorted(done) for result in done[start]]

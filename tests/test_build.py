@@ -362,10 +362,10 @@ def test_a_rebuild_sorts_out_what_is_unchanged_before_spreading_the_rest(
     spread: list[int] = []
     map_in_processes = static.parallel.map_in_processes
 
-    def counting(function: Any, tasks: Any, progress: Any = None) -> Any:
+    def counting(function: Any, tasks: Any, *rest: Any, **named: Any) -> Any:
         if function is static._export_one:
             spread.append(len(tasks))
-        return map_in_processes(function, tasks, progress)
+        return map_in_processes(function, tasks, *rest, **named)
 
     monkeypatch.setattr(static.parallel, "map_in_processes", counting)
     site.write_item(

@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,27 @@ def test_a_large_batch_runs_in_helper_processes_and_comes_back_in_order() -> Non
     pids = parallel.map_in_processes(pid_of, range(MANY))
     assert len(set(pids)) == parallel.cores(), "this process and a helper per other core"
     assert os.getpid() in pids
+
+
+@pytest.mark.parametrize("count", [MANY, 3], ids=["spread", "in this process"])
+def test_each_portion_is_handed_over_in_this_process_as_soon_as_it_is_in(count: int) -> None:
+    """`each` sees every task once with its result, in this process; spread, portion by
+    portion while the rest are worked on (the body cache stores them meanwhile)."""
+    seen: list[tuple[int, int]] = []
+    calls, pids = [], set()
+
+    def each(tasks: Sequence[int], results: list[int]) -> None:
+        seen.extend(zip(tasks, results, strict=True))
+        calls.append(len(tasks))
+        pids.add(os.getpid())
+
+    assert parallel.map_in_processes(square, range(count), each=each) == [
+        n * n for n in range(count)
+    ]
+    assert sorted(seen) == [(n, n * n) for n in range(count)]
+    assert pids == {os.getpid()}
+    if count == MANY and parallel.cores() > 1:
+        assert len(calls) > 2 and max(calls) < count / 2, calls
 
 
 def freeze_count(_: int) -> tuple[int, int]:

@@ -138,7 +138,7 @@ def _shown_under(root: Path, cwd: Path) -> Callable[[str], str]:
     except ValueError:
         top = root
     prefix = "" if top == Path(".") else f"{top}{os.sep}"
-    return lambda path: prefix + path  # thousands of problems: no Path for each
+    return lambda path: os.path.normpath(prefix + path)  # thousands: no Path for each
 
 
 @main.command()

@@ -163,5 +163,27 @@ def test_an_entry_is_written_once_for_every_document_that_shows_it(
     documents = [view(shown, 1, History()) for shown in (entries[:3], entries[1:], entries)]
     for document in documents:
         render.FORMATS[format].render(document, SITE)
-    del written[render._STAND_IN.id]
     assert written == {entry.id: 1 for entry in entries}
+
+
+@given(
+    title=TEXT | st.just("a\r\nb"),
+    about=TEXT,
+    links=st.lists(st.tuples(TEXT | st.just("x\ty\rz\n"), TEXT, TEXT), max_size=4),
+)
+def test_a_feed_preview_shows_its_texts_and_links_as_they_are(
+    title: str, about: str, links: list[tuple[str, str, str]]
+) -> None:
+    """The preview a browser shows is written as text and parsed: whatever the titles
+    and addresses hold, it shows each as it is."""
+    h = f"{{{render.XHTML}}}"
+    div = render.preview(title, about, links, SITE)
+    assert div.get("id") == "feedsvc-preview"
+    assert div.find(f"{h}h1/{h}a").get("href") == "https://example.org/"
+    assert div.findtext(f"{h}h1/{h}a") == title
+    assert div.findtext(f"{h}p") == about
+    shown = [
+        (li.find(f"{h}a").get("href"), li.findtext(f"{h}a"), li.findtext(f"{h}span") or "")
+        for li in div.iterfind(f"{h}ul/{h}li")
+    ]
+    assert shown == links

@@ -241,7 +241,8 @@ class Written:
     kept: int  # files already there with the same bytes: not touched, mtime and all
     removed: int  # files an earlier build wrote whose document is gone
     rendered: int = 0  # documents rendered; the others were known unchanged by signature
-    #: Seconds each part took: "bodies" (sanitising), "documents" (rendering, writing).
+    #: Seconds each part took: "bodies" (sanitising), "documents" (rendering, writing,
+    #: and removing what the store holds that no build uses any more).
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -337,7 +338,6 @@ def export(app: Flask, out_dir: Path) -> Written:
             gone.unlink()
             removed += 1
             _prune_folders(gone.parent, out_dir)
-    seconds["documents"] = time.perf_counter() - started
     if stored is not None:
         used = set(files.values())
         if before:  # what this folder's last build used that this one does not
@@ -358,6 +358,7 @@ def export(app: Flask, out_dir: Path) -> Written:
         for relative, signature in sorted(files.items())
     )
     _write(manifest, lines.encode())
+    seconds["documents"] = time.perf_counter() - started  # the store's pruning with them
     return Written(
         changed=changed,
         kept=kept,

@@ -36,7 +36,7 @@ from feedsvc.documents import (
 from feedsvc.feeds import TAG_PREFIX, feed_path, list_page_path
 from feedsvc.model import FeedKey, Item, Snapshot, Week
 from feedsvc.store import Store
-from feedsvc.web import CORS
+from feedsvc.web import CORS, DocumentResponse
 
 #: What a document's signature is worked out from: a feed document's key, an item page's
 #: (folder, name), the text of what an HTML list shows (`Shown`), or None for a document
@@ -648,6 +648,8 @@ def _fetch(app: Flask, url: str, source: Source) -> tuple[bytes, bytes]:
         answer = app.full_dispatch_request()
     if answer.status_code != 200:
         raise RuntimeError(f"{url} answered {answer.status_code}; nothing can be exported")
+    if isinstance(answer, DocumentResponse):  # both representations, made once
+        return answer.document.body, answer.document.gzipped
     body = answer.get_data()
     return body, compress(body)
 

@@ -155,12 +155,22 @@ def is_open(path: str) -> bool:
     return path.startswith("/feeds/") or path == "/feeds.opml"
 
 
+class DocumentResponse(Response):
+    """A response made from a memoised document, which it names: a static export takes
+    both of the document's representations from it rather than compressing the body
+    again (`static`)."""
+
+    document: Document
+
+
 def send(document: Document | None, req: Request, cache_seconds: int, link: str = "") -> Response:
     """`answer` as a Flask response; 404 if there is no such document."""
     if document is None:
         abort(404)
     status, headers, body = answer(req.environ, document, cache_seconds, link)
-    return Response(body, status, headers)
+    response = DocumentResponse(body, status, headers)
+    response.document = document
+    return response
 
 
 class FeedPolls:

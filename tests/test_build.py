@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from feedsvc import documents as static_documents
 from feedsvc import static
 from feedsvc.cli import main
 from feedsvc.config import Settings
@@ -323,6 +324,25 @@ def test_the_roundups_come_first_then_every_document_newest_first(
     )
     keys = [key for _, key in documents if isinstance(key, FeedKey)]
     assert all(len({k.format for k in keys[i : i + 3]}) == 3 for i in range(0, len(keys), 3))
+
+
+def test_a_cold_build_compresses_each_file_once(
+    site: Site, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every .gz the export writes is the gzip the server's document holds, made once:
+    a page is not compressed again on its way into the folder."""
+    compressed: list[int] = []
+    compress = static.compress
+
+    def counted(body: bytes) -> bytes:
+        compressed.append(len(body))
+        return compress(body)
+
+    monkeypatch.setattr(static, "compress", counted)
+    monkeypatch.setattr(static_documents, "compress", counted)
+    assert build(runner).exit_code == 0
+    gzipped = list((site.root / "public").rglob("*.gz"))
+    assert len(compressed) == len(gzipped) > 50
 
 
 def test_a_document_asked_for_once_is_not_held_but_what_its_formats_share_is(

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CONTENT_CACHE_SIZE = 4096  # bodies a server holds in memory (`Bodies.hold_at_most`)
 #: Bodies `render_all` holds at once: few enough that a folder of 100,000 items is not
 #: held in memory whole (a batch is tens of megabytes), many enough that the cores seldom
-#: wait at the end of one (each batch forks its helpers anew, then stores its bodies).
+#: wait at the end of one (each batch forks its helpers anew).
 RENDER_BATCH = 10_000
 
 Report = Callable[[str, Problem], None]

@@ -1,5 +1,7 @@
 """A persistent cache (SQLite) that makes a restart cheap: parsed front matter per file
-version, rendered bodies per content digest, and the feeds' rendered first pages.
+version, rendered bodies per content digest, and the feeds' rendered first pages. It also
+keeps what a restart must not forget: when each document's bytes were first served, and
+which item pages were ever published (a deleted item's page answers 410 after a restart).
 
 Entries are keyed by what decides them: a parsed file by path, size and mtime; a body by
 the file's content digest and its page; a feed page by its signature. A page being
@@ -28,7 +30,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -58,10 +60,15 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS modified (
     path TEXT PRIMARY KEY, etag TEXT NOT NULL, at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pages (
+    category TEXT NOT NULL, page TEXT NOT NULL, published INTEGER NOT NULL,
+    noted REAL NOT NULL, PRIMARY KEY (category, page)
+) WITHOUT ROWID;
 """
 SCHEMA_VERSION = 8  # part of the fingerprint: a new schema replaces the old tables
 #: Emptied when the fingerprint changes. Not `modified`: a document's bytes and the time
-#: they were first served mean the same whatever the code (see `modified`).
+#: they were first served mean the same whatever the code (see `modified`); nor `pages`:
+#: a page once public was public, whatever the code (see `published_pages`).
 TABLES = ("parsed", "content", "documents", "claims")
 #: Rows kept when the cache is opened; older ones (by insertion) are pruned.
 KEEP_DOCUMENT_BYTES = 1024**3  # rendered feeds, newest first (a dense weekly feed is 40 MB)
@@ -75,6 +82,19 @@ BUSY_TIMEOUT = 10.0  # seconds to wait for another process's write to finish
 #: python-dateutil) and the zone rules dates are resolved by (tzdata).
 OUTPUT_LIBRARIES = ("feedgen", "lxml", "bleach", "pyromark", "PyYAML", "python-dateutil", "tzdata")
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _is_text(name: str) -> bool:
+    """Whether SQLite can store `name` as text: it encodes (no lone surrogates)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @functools.cache
@@ -533,6 +553,28 @@ class Cache:
             except sqlite3.Error as error:
                 self._failed("write", error)
                 return None
+
+    def published_pages(self, since: float = 0.0) -> dict[tuple[str, str], datetime]:
+        """The item pages (category, page name) `note_pages` was told of, at or after
+        `since` (a `time.time()`), with when their items were published: what a restarted
+        server needs to answer 410, not 404, for a page whose item went while it was
+        stopped. {} without a cache."""
+        rows = self._run("SELECT category, page, published FROM pages WHERE noted >= ?", (since,))
+        return {
+            (category, page): _EPOCH + timedelta(microseconds=at) for category, page, at in rows
+        }
+
+    def note_pages(self, pages: dict[tuple[str, str], datetime]) -> None:
+        """Record item pages and when their items were published (`published_pages`).
+        A name SQLite cannot hold as text (not UTF-8) is left out: its page is forgotten."""
+        now = time.time()
+        rows = [
+            (category, page, (when - _EPOCH) // _MICROSECOND, now)
+            for (category, page), when in pages.items()
+            if _is_text(category) and _is_text(page)
+        ]
+        if rows:
+            self._write("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?)", rows)
 
     def document(self, signature: str) -> tuple[bytes, bytes] | None:
         """A rendered document: its body and the body gzipped."""

@@ -288,7 +288,25 @@ class Index:
         #: Pages that had an item and have none now (deleted, made a draft), with when
         #: that item was published: a page never published was never public.
         self._gone: dict[PageKey, datetime] = {}
+        #: Pages placed since `take_placed`, with when their items were published, that
+        #: `_gone` did not already hold with that time: what the cache has yet to note.
+        self._placed: dict[PageKey, datetime] = {}
         self._duplicates: dict[str, Problem] = {}
+
+    def recall(self, pages: Mapping[PageKey, datetime]) -> bool:
+        """Pages another process published (the cache's `published_pages`): those with no
+        item here are gone. This process's own knowledge of a page comes first. Whether
+        any page is newly known to be gone."""
+        before = len(self._gone)
+        for key, published in pages.items():
+            if key not in self._pages:
+                self._gone.setdefault(key, published)
+        return len(self._gone) > before
+
+    def take_placed(self) -> dict[PageKey, datetime]:
+        """The pages placed since the last call that were not known with that time."""
+        placed, self._placed = self._placed, {}
+        return placed
 
     def published(self, path: str) -> Item | None:
         """The item the file at `path` gives as published (its page named), if it is."""
@@ -388,8 +406,12 @@ class Index:
         for key, item in before.items():
             if key not in self._pages:
                 self._gone[key] = item.published
-        for key in self._pages.keys() & self._gone.keys():
-            del self._gone[key]
+        for key, item in self._pages.items():
+            known = self._gone.pop(key, None)
+            if key in before:
+                known = before[key].published
+            if known != item.published:
+                self._placed[key] = item.published
         self._pages_base, self._pages_changed = dict(self._pages), {}
 
     def _place(self, item: Item) -> None:
@@ -400,9 +422,10 @@ class Index:
         for slug, spelling in item.tag_slugs.items():
             self._tags.setdefault(slug, self._order()).add(item, key)
             self._spellings.setdefault(slug, Counter())[spelling] += 1
-        self._pages[(item.category, item.page_name)] = item
-        self._pages_changed[(item.category, item.page_name)] = item
-        self._gone.pop((item.category, item.page_name), None)
+        page = (item.category, item.page_name)
+        self._pages[page] = self._pages_changed[page] = item
+        if self._gone.pop(page, None) != item.published:
+            self._placed[page] = item.published
 
     def _unplace(self, item: Item) -> None:
         self._all.remove(item)

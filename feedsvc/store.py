@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Seconds before the cache's pages were read that a forked worker reads them again from.
+RECALL_MARGIN = 60.0
+
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
@@ -104,7 +107,7 @@ class Store:
         self._gathered: list[Problem] | None = None  # while render_bodies reports
         self._reload_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self._index = Index(settings)
+        self._index = self._new_index()
         self._file_problems: dict[str, tuple[Problem, ...]] = {}
         self._intros: dict[str, Intro] = {}  # path -> intro
 
@@ -117,6 +120,11 @@ class Store:
 
     def after_fork(self, child: bool) -> None:
         self.bodies.after_fork(child)
+        # A worker forked later than the others learns the pages they saw go meanwhile.
+        if child:
+            noted = self.cache.published_pages(since=self._recalled_at)
+            if self._index.recall(noted) and self._snapshot is not None:
+                self._snapshot = self._build()
         self._reload_lock.release()
 
     @property
@@ -248,8 +256,18 @@ class Store:
             self.failure = dataclasses.replace(self.failure, at=now, message=message)
         self.loader.reset()
         self._folders, self._scan_problems = (), {}
-        self._index = Index(self.settings)
+        self._index = self._new_index()
         self._file_problems, self._intros = {}, {}
+
+    def _new_index(self) -> Index:
+        """An empty index that knows the pages published before (by this process, or by
+        any that used the cache): a page whose item went while no server ran is gone."""
+        index = Index(self.settings)
+        # Rows that another process writes while these are read may be missed: a fork
+        # reads again from a little before.
+        self._recalled_at = time.time() - RECALL_MARGIN
+        index.recall(self.cache.published_pages())
+        return index
 
     def _succeeded(self) -> None:
         if self.failure is not None:
@@ -314,6 +332,7 @@ class Store:
         known = self._problem_set()
         new_names = [p for p in look.problems.values() if p not in known]
         self._index_changes(found, {entry.path for entry in look.changed}, look.removed)
+        self.cache.note_pages(self._index.take_placed())
         self.loader.commit(found, look.removed, look.entries)
         for path in look.removed:
             self._gone_since.pop(path, None)

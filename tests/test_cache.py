@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -22,6 +23,9 @@ from typing import Any
 import feedparser
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
 from feedsvc import cache as cache_module
@@ -191,6 +195,56 @@ def test_a_change_of_code_drops_the_cache(site: Site, monkeypatch: pytest.Monkey
     assert second.parse_count == 4
     item = second.snapshot().items[0]
     assert second.cache.content(item.source.digest, item.path) is None
+
+
+def test_published_pages_outlive_a_change_of_code(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade drops what the code made, not which pages were public: a page deleted
+    across an upgrade is still gone."""
+    populate(site, 3)
+    first = Store(cached_settings(site), site.clock)
+    first.reload()
+    pages = set(first.snapshot().pages)
+    assert set(first.cache.published_pages()) == pages
+    (site.items / first.snapshot().items[0].source.path).unlink()
+    monkeypatch.setattr(cache_module, "code_digest", lambda: "other code")
+    second = Store(cached_settings(site), site.clock)
+    assert second.reload().gone == pages - set(second.snapshot().pages) != set()
+
+
+#: Any character, a lone surrogate (a file name's byte that is not UTF-8) often.
+_NAME_CHARACTERS = st.sampled_from("a\u00e9\udcff\x00") | st.characters(exclude_categories=())
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.tuples(st.text(_NAME_CHARACTERS), st.text(_NAME_CHARACTERS, max_size=5)),
+        st.datetimes(timezones=st.just(UTC)),
+        max_size=8,
+    )
+)
+def test_published_pages_round_trip_any_name_that_is_text(
+    pages: dict[tuple[str, str], datetime],
+) -> None:
+    """Names come from folder and file names: one that is not UTF-8 (a lone surrogate)
+    is left out, never a failure, and costs no other page its place."""
+    with tempfile.TemporaryDirectory() as folder:
+        cache = Cache(Path(folder), Settings(items_dir=Path(folder)))
+        started = time.time()
+        cache.note_pages(pages)
+        storable = {k: v for k, v in pages.items() if all(_utf8(name) for name in k)}
+        assert cache.published_pages() == storable
+        assert cache.published_pages(since=started + 3600) == {}
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def test_a_change_of_settings_that_parsing_reads_drops_the_cache(site: Site) -> None:

@@ -110,6 +110,7 @@ def test_any_sequence_of_changes_matches_a_fresh_build(seed: int, bulk: int, reb
         for _ in range(40)
     ]
     current: dict[str, Item | None] = {}
+    noted: dict[tuple[str, str], datetime] = {}  # the cache's pages
     index = Index(SETTINGS, tuning)
     for step in range(300):
         path = rng.choice(paths)
@@ -126,7 +127,11 @@ def test_any_sequence_of_changes_matches_a_fresh_build(seed: int, bulk: int, reb
             new = item(path, title=f"Step {step}", **front)
         current[path] = new
         index.update({path: new})
+        placed = index.take_placed()  # what the store tells the cache: only news
+        assert all(noted.get(key) != published for key, published in placed.items())
+        noted.update(placed)
         pages = view(index).pages  # a snapshot's page map: the live one, frozen
+        assert all(noted[key] == live.published for key, live in pages.items())
         if step % 10 == 0:  # the page map as a fresh build would have it
             fresh = Index(SETTINGS)
             fresh.update(current)
@@ -139,6 +144,14 @@ def test_any_sequence_of_changes_matches_a_fresh_build(seed: int, bulk: int, reb
     for now in (NOW, datetime(2020, 11, 1, tzinfo=UTC)):
         assert summary(view(index, now)) == summary(view(fresh, now))
     assert dict(kept) == kept_pages, "a snapshot's pages never change after it is taken"
+    # A restart: an index that recalls the noted pages knows what is gone as this one
+    # does, and has nothing new to note.
+    restarted = Index(SETTINGS, tuning)
+    restarted.recall(noted)
+    restarted.update(current)
+    assert restarted.take_placed() == {}
+    for now in (NOW, datetime(2020, 11, 1, tzinfo=UTC)):
+        assert view(restarted, now).gone == view(index, now).gone
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -75,6 +75,45 @@ def test_changes_reach_every_worker_without_a_restart(live: tuple[Server, Path])
     assert len(server.worker_pids()) == 2
 
 
+def test_a_page_gone_while_the_server_was_stopped_is_410_on_every_worker(
+    tmp_path: Path,
+) -> None:
+    items = tmp_path / "items"
+    (items / "news").mkdir(parents=True)
+    env = {"FEEDSVC_ITEMS_DIR": str(items), "FEEDSVC_BASE_URL": "https://live.example.org"}
+    first = write(items, "2020-09-30-first.md", "First")
+    write(items, "2020-09-29-second.md", "Second")
+    with running_server(env=env, argv=feedsvc_serve()) as server:
+        everywhere(server, lambda s: s.request("/items/news/first.html")[0] == 200)
+    first.unlink()
+    with running_server(env=env, argv=feedsvc_serve()) as server:
+        everywhere(
+            server,
+            lambda s: (
+                s.request("/items/news/first.html")[0] == 410
+                and s.request("/items/news/second.html")[0] == 200
+            ),
+        )
+        assert len(server.worker_pids()) == 2
+
+
+def test_workers_forked_later_know_the_pages_gone_since_the_fork(
+    live: tuple[Server, Path],
+) -> None:
+    server, items = live
+    path = write(items, "2020-09-30-first.md", "First")
+    everywhere(server, lambda s: s.request("/items/news/first.html")[0] == 200)
+    path.unlink()
+    everywhere(server, lambda s: s.request("/items/news/first.html")[0] == 410)
+    first_workers = server.worker_pids()
+    for pid in first_workers:
+        os.kill(int(pid.strip("<>")), signal.SIGKILL)
+    # The master loaded the folder before "First" existed: the new workers learn of its
+    # page from the cache.
+    everywhere(server, lambda s: s.request("/items/news/first.html")[0] == 410)
+    assert server.worker_pids() - first_workers, "the new workers answered"
+
+
 def test_workers_forked_later_catch_up_with_the_folder(live: tuple[Server, Path]) -> None:
     server, items = live
     write(items, "2020-09-30-first.md", "First")

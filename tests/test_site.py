@@ -421,6 +421,41 @@ def test_a_deleted_item_that_was_published_is_410_and_one_never_published_404(
     assert client.get("/items/news/one.html").status_code == 200
 
 
+def test_a_page_stays_410_after_a_restart_even_if_its_item_went_while_none_ran(
+    site: Site, tmp_path: Path
+) -> None:
+    """The cache remembers the pages once published: a restarted server answers 410 for
+    an item deleted (or made a draft) while it ran, or while it was stopped."""
+    tagged_site(site)
+    site.clock.now = datetime(2020, 9, 10, tzinfo=UTC)
+    site.write_item("news", "2020-09-05-kept.md", {"title": "Kept"})
+    later = site.write_item("news", "2020-12-01-later.md", {"title": "Later"})
+    cache = tmp_path / "cache"
+    app = site.app(cache_dir=cache)
+    client = app.test_client()
+    for path in ("/items/news/one.html", "/items/news/two.html", "/items/news/kept.html"):
+        assert client.get(path).status_code == 200, path
+    (site.items / "news" / "2020-09-01-one.md").unlink()  # while the first server runs
+    app.extensions["feedsvc"].reload()
+    assert client.get("/items/news/one.html").status_code == 410
+    # Stopped: one file deleted, one made a draft, and the scheduled one deleted.
+    (site.items / "news" / "2020-09-05-kept.md").unlink()
+    drafted = site.items / "news" / "2020-09-02-two.md"
+    drafted.write_text(drafted.read_text().replace("title: Two", "title: Two\ndraft: true"))
+    later.unlink()
+    client = site.app(cache_dir=cache).test_client()
+    for path in ("/items/news/one.html", "/items/news/two.html", "/items/news/kept"):
+        response = client.get(path)
+        assert response.status_code == 410, path
+        assert html.fromstring(response.data).findtext(".//h1") == "This item was removed"
+    assert client.get("/items/news/later.html").status_code == 404, "never public: never was"
+    assert client.get("/items/news/never.html").status_code == 404
+    site.write_item("news", "2020-09-05-kept.md", {"title": "Kept again"})
+    client = site.app(cache_dir=cache).test_client()
+    assert client.get("/items/news/kept.html").status_code == 200
+    assert client.get("/items/news/one.html").status_code == 410
+
+
 # -- the icon ---------------------------------------------------------------------------
 
 

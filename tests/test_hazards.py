@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import itertools
 import json
 import os
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, find, given, reject, settings
 from lxml import etree
+from lxml import html as lxml_html
 
 from tests.conftest import BASE_URL, Site
+from tests.crawl import Answer, crawl
 from tests.hazards import (
     OUTSIDE_TITLE,
     Built,
@@ -47,6 +51,7 @@ from tests.hazards import (
     materialise,
 )
 from tests.server import Server, everywhere, feedsvc_serve, running_server
+from tests.test_static_hosts import get, http_server
 
 FACTOR = int(os.environ.get("HAZARDS_EXAMPLES_FACTOR", "1"))
 FORMATS = ("rss", "atom", "json")
@@ -396,7 +401,101 @@ def expected_name(hazard: Hazard, built: Built, report: Any, lines: list[str]) -
         assert any(line.startswith(shown) for line in lines), f"no line for {shown!r}"
 
 
-# -- 5. a running server ----------------------------------------------------------------------
+# -- 5. feedsvc build -------------------------------------------------------------------------
+
+
+def run_build(built: Built, shape: SiteShape, out: Path) -> subprocess.CompletedProcess[bytes]:
+    """`feedsvc build OUT`, as `run_check` runs `check`: the folder named by the setting."""
+    (built.root / "feedsvc.toml").write_text(shape.toml(), encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
+    environment.update(
+        LC_ALL="C.UTF-8", FEEDSVC_ITEMS_DIR=str(built.items), FEEDSVC_BASE_URL=BASE_URL
+    )
+    environment.pop("PYTHONIOENCODING", None)
+    command = [sys.executable, "-m", "feedsvc", "build", str(out)]
+    return subprocess.run(
+        command, cwd=built.root, env=environment, capture_output=True, timeout=600, check=False
+    )
+
+
+def outside_tree(root: Path, *kept: Path) -> set[str]:
+    """Every path under `root` but those under `kept`: what else a command left."""
+    found = set()
+    for top, subfolders, files in os.walk(root):
+        subfolders[:] = [f for f in subfolders if Path(top, f) not in kept]
+        found.update(os.path.join(top, name) for name in (*subfolders, *files))
+    return found
+
+
+@bounded(8)
+@given(folder=folders())
+def test_a_build_of_any_folder_writes_the_good_items_and_valid_files_only(
+    folder: Folder, scratch: Callable[[], Path]
+) -> None:
+    """`feedsvc build` over hazards: it exits 1 exactly when it reports an error, with no
+    traceback; every good item's page is written; every file it writes is well-formed
+    (strict XML or JSON, HTML that parses) with a gzip of the same bytes beside each
+    text file; it writes nothing outside its folder and the cache; and served by
+    `python3 -m http.server`, whatever names the folder holds, every link from the front
+    page leads to a file."""
+    root = scratch()
+    built = materialise(folder, root)
+    out = root / "public"
+    try:
+        before = outside_tree(root)
+        with fifo_readers(built.fifos) as opened:
+            run = run_build(built, folder.site, out)
+        assert not opened, f"build opened FIFOs for reading, which blocks: {opened}"
+        decoded(run.stderr, "build's stderr")
+        lines = decoded(run.stdout, "build's output").rstrip("\n").split("\n")
+        summary = next((m for m in map(SUMMARY.match, lines) if m), None)
+        assert summary is not None, f"no summary line: {lines[-5:]}"
+        assert run.returncode == (1 if int(summary["errors"]) else 0), (run.returncode, lines)
+        if any(hazard.expect == "error" for hazard in built.hazards):
+            assert run.returncode == 1
+        cache = built.items.parent / ".feedsvc-cache"
+        left = outside_tree(root, out, cache) - before
+        assert left <= {str(out), str(cache), str(root / "feedsvc.toml")}, left
+        for good in built.goods:
+            page = out / good.page.lstrip("/")
+            assert good.title in page.read_text(encoding="utf-8"), f"{good.page} not written"
+        for path in out.rglob("*"):
+            if path.is_dir() or path.suffix == ".gz":
+                continue
+            body, what = path.read_bytes(), str(path.relative_to(out))
+            gzipped = path.with_name(path.name + ".gz")
+            if gzipped.exists():
+                assert gzip.decompress(gzipped.read_bytes()) == body, f"{what}.gz"
+            if path.suffix in (".rss", ".atom", ".opml", ".xml"):
+                strict_xml(body, what)
+            elif path.suffix == ".json":
+                strict_json(body, what)
+            elif path.suffix == ".html":
+                assert lxml_html.document_fromstring(body).findtext(".//title"), what
+        with http_server(out) as port:
+
+            def fetch(path: str) -> Answer:
+                status, headers, body = get(port, path)
+                return Answer(status, headers.get("content-type", ""), body)
+
+            seen = crawl(fetch, BASE_URL)
+        # A body may link to anything: a link is broken only if the server has its page.
+        site = Site(built.root, overrides=folder.site.settings())
+        site.clock.now = datetime.now(UTC)
+        server = site.client()
+        missing = [
+            path
+            for path, answer in seen.items()
+            if answer.status != 200 and server.get(path).status_code == 200
+        ]
+        assert not missing, f"links to nothing on a static host: {sorted(missing)[:10]}"
+        for good in built.goods:
+            assert good.page in seen, f"{good.page} is not linked from the front page"
+    finally:
+        dispose(root)
+
+
+# -- 6. a running server ----------------------------------------------------------------------
 
 
 def rich(folder: Folder) -> bool:

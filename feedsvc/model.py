@@ -327,7 +327,8 @@ class Snapshot:
     changes_at: datetime | None  # next time the published set changes without a file event
     pages: Mapping[tuple[str, str], Item] = field(default_factory=dict)  # scheduled too
     tags: Mapping[str, Tag] = field(default_factory=dict)  # by slug, sorted, published only
-    #: Item pages once published whose item is gone since this process started (410).
+    #: Item pages once published whose item is gone (410): those this process saw go,
+    #: and those the cache remembers from earlier processes.
     gone: AbstractSet[tuple[str, str]] = frozenset()
     feeds: Mapping[str, Feed] = field(default_factory=dict)  # by name, in listing order
 

@@ -407,9 +407,8 @@ class Index:
             if key not in self._pages:
                 self._gone[key] = item.published
         for key, item in self._pages.items():
-            known = self._gone.pop(key, None)
-            if key in before:
-                known = before[key].published
+            recalled = self._gone.pop(key, None)  # gone no more
+            known = before[key].published if key in before else recalled
             if known != item.published:
                 self._placed[key] = item.published
         self._pages_base, self._pages_changed = dict(self._pages), {}

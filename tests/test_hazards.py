@@ -437,7 +437,7 @@ def test_a_build_of_any_folder_writes_the_good_items_and_valid_files_only(
     (strict XML or JSON, HTML that parses) with a gzip of the same bytes beside each
     text file; it writes nothing outside its folder and the cache; and served by
     `python3 -m http.server`, whatever names the folder holds, every link from the front
-    page leads to a file."""
+    page to a page the server has leads to a file."""
     root = scratch()
     built = materialise(folder, root)
     out = root / "public"

@@ -73,6 +73,10 @@ FEED_NAMES = ("all", "weekly", *corpus.CATEGORIES)
 READY_URLS = tuple(f"/feeds/{name}.{fmt}" for name in FEED_NAMES for fmt in ("rss", "atom"))
 READY_ANSWERS = 4  # 200s per URL, from every worker
 NEW_FILE_URL = "/feeds/all.atom"
+#: Numbers each poll of NEW_FILE_URL for the access log, which names the worker that
+#: answered it. A header, not a query: a feed's URL with a query answers 301 to the URL
+#: without it, and a poll must be an aggregator's request.
+POLL_HEADER = "x-bench-poll"
 NEW_FILE_STREAK = 8  # consecutive responses with the new item first, from every worker
 POLL_PAUSE = 0.02  # seconds between polling requests
 SETTLE_AFTER = 1.0  # seconds after the new item is served everywhere, before reading CPU
@@ -233,7 +237,8 @@ class Server:
         return {int(pid): float(when) - self.started for pid, when in lines}
 
     def new_answers(self) -> list[tuple[int, int, str, str]]:
-        """Access-log lines written since the last call: (pid, status, path, query)."""
+        """Access-log lines written since the last call: (pid, status, path, the poll's
+        number from POLL_HEADER, or "-")."""
         if self.access_log is None or not self.access_log.exists():
             return []
         with self.access_log.open("rb") as handle:
@@ -243,8 +248,8 @@ class Server:
         self._access_offset += len(complete)
         answers = []
         for line in complete.decode().splitlines():
-            pid, status, path, query = [*line.split(" ", 3), "", "", ""][:4]
-            answers.append((int(pid.strip("<>")), int(status), path, query.strip()))
+            pid, status, path, poll = [*line.split(" ", 3), "", "", ""][:4]
+            answers.append((int(pid.strip("<>")), int(status), path, poll.strip()))
         return answers
 
     def check_alive(self) -> None:
@@ -326,9 +331,9 @@ class Bench:
         loaded_log.unlink(missing_ok=True)
         access.unlink(missing_ok=True)
         gunicorn_args = ["--config", str(hooks)]
-        if access_log:  # which worker answered each request
-            gunicorn_args += ["--access-logfile", str(access),
-                              "--access-logformat", "%(p)s %(s)s %(U)s %(q)s"]  # fmt: skip
+        if access_log:  # which worker answered each request (and which poll it was)
+            gunicorn_args += ["--access-logfile", str(access), "--access-logformat",
+                              f"%(p)s %(s)s %(U)s %({{{POLL_HEADER}}}i)s"]  # fmt: skip
         env = {
             **env,
             "GUNICORN_CMD_ARGS": shlex.join(gunicorn_args),
@@ -416,7 +421,7 @@ def wait_ready(server: Server, timeout: float) -> tuple[float, float, int, dict[
                 break
             if status == 200:
                 sizes[url] = len(body)
-        for pid, status, path, _query in server.new_answers():
+        for pid, status, path, _poll in server.new_answers():
             if status == 200 and path in answered:
                 answered[path][pid] += 1
         workers = set(server.workers())
@@ -618,13 +623,13 @@ def poll_new_item(server: Server, title: str, timeout: float) -> tuple[float, fl
     while time.perf_counter() - started < timeout:
         server.check_alive()
         number = len(seen)
-        status, _, body = fetch(server.port, f"{NEW_FILE_URL}?bench={number}")
+        status, _, body = fetch(server.port, NEW_FILE_URL, {POLL_HEADER: str(number)})
         if status != 200:
             raise BenchError(f"{NEW_FILE_URL} answered {status} while polling")
         seen.append((number, time.perf_counter() - started, first_entry_title(body) == title))
-        for pid, _status, _path, query in server.new_answers():
-            if query.startswith("bench="):
-                pid_of[int(query.removeprefix("bench="))] = pid
+        for pid, _status, _path, poll in server.new_answers():
+            if poll.isdigit():
+                pid_of[int(poll)] = pid
         tail = seen[-NEW_FILE_STREAK:]
         workers = set(server.workers())
         if (

@@ -107,7 +107,10 @@ class Store:
         self._gathered: list[Problem] | None = None  # while render_bodies reports
         self._reload_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self._index = self._new_index()
+        self._index = Index(settings)
+        #: When the index took in the pages earlier processes published (`_new_pages`),
+        #: less a margin; None until its first load.
+        self._recalled_at: float | None = None
         self._file_problems: dict[str, tuple[Problem, ...]] = {}
         self._intros: dict[str, Intro] = {}  # path -> intro
 
@@ -121,7 +124,7 @@ class Store:
     def after_fork(self, child: bool) -> None:
         self.bodies.after_fork(child)
         # A worker forked later than the others learns the pages they saw go meanwhile.
-        if child:
+        if child and self._recalled_at is not None:
             noted = self.cache.published_pages(since=self._recalled_at)
             if self._index.recall(noted) and self._snapshot is not None:
                 self._snapshot = self._build()
@@ -256,18 +259,8 @@ class Store:
             self.failure = dataclasses.replace(self.failure, at=now, message=message)
         self.loader.reset()
         self._folders, self._scan_problems = (), {}
-        self._index = self._new_index()
+        self._index, self._recalled_at = Index(self.settings), None
         self._file_problems, self._intros = {}, {}
-
-    def _new_index(self) -> Index:
-        """An empty index that knows the pages published before (by this process, or by
-        any that used the cache): a page whose item went while no server ran is gone."""
-        index = Index(self.settings)
-        # Rows that another process writes while these are read may be missed: a fork
-        # reads again from a little before.
-        self._recalled_at = time.time() - RECALL_MARGIN
-        index.recall(self.cache.published_pages())
-        return index
 
     def _succeeded(self) -> None:
         if self.failure is not None:
@@ -332,13 +325,30 @@ class Store:
         known = self._problem_set()
         new_names = [p for p in look.problems.values() if p not in known]
         self._index_changes(found, {entry.path for entry in look.changed}, look.removed)
-        self.cache.note_pages(self._index.take_placed())
+        self.cache.note_pages(self._new_pages())
         self.loader.commit(found, look.removed, look.entries)
         for path in look.removed:
             self._gone_since.pop(path, None)
         self._scan_problems = look.problems
         self._folders = look.folders
         return new_problems, new_names
+
+    def _new_pages(self) -> dict[tuple[str, str], datetime]:
+        """The pages placed since the last call that the cache has yet to note.
+
+        After the index's first load it first recalls the pages that earlier processes
+        published (a page whose item went while no server ran is gone), and only then:
+        read before the items, the 100,000 rows' keys and times would be freed between
+        them, a heap a forked worker would keep (about 35 MB at 100,000 items)."""
+        placed = self._index.take_placed()
+        if self._recalled_at is None:
+            # Rows another process writes while these are read may be missed: a forked
+            # worker reads again from a little before.
+            self._recalled_at = time.time() - RECALL_MARGIN
+            noted = self.cache.published_pages()
+            self._index.recall(noted)
+            placed = {key: when for key, when in placed.items() if noted.get(key) != when}
+        return placed
 
     def _problem_set(self) -> set[Problem]:
         return set(self._scan_problems.values())

@@ -213,6 +213,27 @@ def test_published_pages_outlive_a_change_of_code(
     assert second.reload().gone == pages - set(second.snapshot().pages) != set()
 
 
+def test_a_warm_restart_notes_no_page_and_a_new_item_only_its_own(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(site, 3)
+    Store(cached_settings(site), site.clock).reload()
+    noted: list[set[tuple[str, str]]] = []
+    note_pages = Cache.note_pages
+
+    def counted(cache: Cache, pages: dict[tuple[str, str], datetime]) -> None:
+        noted.append(set(pages))
+        note_pages(cache, pages)
+
+    monkeypatch.setattr(Cache, "note_pages", counted)
+    restarted = Store(cached_settings(site), site.clock)
+    restarted.reload()
+    assert noted == [set()]
+    site.write_item("news", "2020-09-20-new.md", {"title": "New"})
+    restarted.reload()
+    assert noted[-1] == {("news", "new")}
+
+
 #: Any character, a lone surrogate (a file name's byte that is not UTF-8) often.
 _NAME_CHARACTERS = st.sampled_from("a\u00e9\udcff\x00") | st.characters(exclude_categories=())
 
